@@ -1,0 +1,220 @@
+"""Run user code under a deadline: cancel it when the deadline passes, abandon it if it won't end.
+
+Structured concurrency waits for every child, so a hook that ignores cancellation (a blocking
+call in a worker thread, a shielded scope) would hang whoever waits for it. Every hook is
+therefore run as a *detached* task on the same event loop: the waiter can stop waiting. A job
+that is still running ``ABANDON_GRACE`` seconds after it was cancelled is recorded as
+``abandoned`` with the stack of where it was stuck, and the caller moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, Final
+
+import anyio
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+OK: Final = "ok"
+ERROR: Final = "error"
+TIMEOUT: Final = "timeout"
+CANCELLED: Final = "cancelled"
+ABANDONED: Final = "abandoned"
+SKIPPED: Final = "skipped"
+
+#: Seconds a cancelled job gets to actually finish before it is abandoned.
+ABANDON_GRACE: Final = 0.25
+
+
+def backend_name() -> str:
+    """``"asyncio"`` or ``"trio"``: the backend running the current task."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return "trio"
+    return "asyncio"
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """A group holding exactly one exception is that exception: users see their own error."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def coroutine_stack(coro: object) -> str:
+    """Where a suspended coroutine is stuck: its ``await`` chain, outermost first."""
+    frames: list[FrameType] = []
+    seen: set[int] = set()
+    obj: Any = coro
+    while obj is not None and id(obj) not in seen:
+        seen.add(id(obj))
+        frame = (getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+                 or getattr(obj, "ag_frame", None))
+        if frame is not None:
+            frames.append(frame)
+        obj = (getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+               or getattr(obj, "ag_await", None))
+    return format_frames(frames)
+
+
+_LIBRARY_PARTS = (f"{os.sep}anyio{os.sep}", f"{os.sep}trio{os.sep}", f"{os.sep}asyncio{os.sep}",
+                  f"{os.sep}lifecycle{os.sep}_")
+
+
+def format_frames(frames: list[FrameType]) -> str:
+    """Format a stack, dropping event-loop plumbing after the user's innermost frame.
+
+    The last library call is kept as one line ("still in anyio.sleep") so the reader sees
+    what the user's code was waiting on without forty lines of trio internals.
+    """
+    keep: list[FrameType] = []
+    tail: FrameType | None = None
+    for frame in frames:
+        if any(part in frame.f_code.co_filename for part in _LIBRARY_PARTS):
+            if tail is None and keep:
+                tail = frame
+            continue
+        keep.append(frame)
+        tail = None
+    summary = traceback.StackSummary.extract((f, f.f_lineno) for f in keep or frames)
+    text = "".join(summary.format())
+    if tail is not None and keep:
+        module = tail.f_globals.get("__name__", "?")
+        text += f"  ... waiting in {module}.{tail.f_code.co_name}\n"
+    return text
+
+
+def spawn_detached(main: Callable[[], Coroutine[Any, Any, None]], context: contextvars.Context,
+                   name: str) -> object:
+    """Start ``main()`` as a task nobody waits for (asyncio task or trio system task)."""
+    if backend_name() == "asyncio":
+        loop = asyncio.get_running_loop()
+        return context.copy().run(loop.create_task, main(), name=name)
+    import trio
+
+    return trio.lowlevel.spawn_system_task(main, name=name, context=context.copy())
+
+
+@dataclass
+class Result:
+    """How one piece of user code ended."""
+
+    outcome: str
+    elapsed: float
+    error: BaseException | None = None
+    stack: str | None = None
+    value: Any = None
+
+
+class Job:
+    """One call of user code, running detached; see the module docstring."""
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], label: str) -> None:
+        self._fn = fn
+        self._args = args
+        self.label = label
+        self.done = anyio.Event()
+        self.wake = anyio.Event()
+        self.error: BaseException | None = None
+        self.value: Any = None
+        self.interrupted = False
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested = False
+        self._coro: object = None
+        self._task: object = None
+
+    def start(self, context: contextvars.Context) -> None:
+        self._task = spawn_detached(self._main, context, self.label)
+
+    async def _main(self) -> None:
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                coro = self._fn(*self._args)
+                self._coro = coro
+                self.value = await coro
+        except anyio.get_cancelled_exc_class():
+            raise  # cancelled from outside our scope: the event loop itself is ending
+        except BaseException as exc:
+            self.error = unwrap(exc)
+        finally:
+            self.done.set()
+            self.wake.set()
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def interrupt(self) -> None:
+        """A forced shutdown: cancel now and wake the waiter without waiting for the deadline."""
+        self.interrupted = True
+        self.cancel()
+        self.wake.set()
+
+    def stack(self) -> str:
+        return coroutine_stack(self._coro)
+
+
+class Jobs:
+    """All user code in flight for one supervisor, so a forced shutdown can reach all of it."""
+
+    def __init__(self) -> None:
+        self._active: set[Job] = set()
+        self.abandoned: list[Job] = []
+        self.interrupted = False
+
+    def interrupt_all(self) -> None:
+        """A forced shutdown: everything in flight is cancelled, nothing new will run."""
+        self.interrupted = True
+        self.interrupt_active()
+
+    def interrupt_active(self) -> None:
+        """Cancel what is in flight now (e.g. the starts, when shutdown is asked mid-startup)."""
+        for job in list(self._active):
+            job.interrupt()
+
+    async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any, deadline: float,
+                  context: contextvars.Context, label: str,
+                  grace: float = ABANDON_GRACE) -> Result:
+        """Run ``fn(*args)`` detached; return within ``deadline + grace`` seconds, always."""
+        began = anyio.current_time()
+        if self.interrupted:
+            return Result(SKIPPED, 0.0)
+        job = Job(fn, args, label)
+        self._active.add(job)
+        try:
+            job.start(context)
+            with anyio.move_on_after(max(deadline, 0.0)):
+                await job.wake.wait()
+            if job.done.is_set() and not job.interrupted:
+                elapsed = anyio.current_time() - began
+                if job.error is not None:
+                    return Result(ERROR, elapsed, job.error)
+                return Result(OK, elapsed, value=job.value)
+            stack = job.stack()
+            job.cancel()
+            with anyio.move_on_after(grace):
+                await job.done.wait()
+            elapsed = anyio.current_time() - began
+            if not job.done.is_set():
+                self.abandoned.append(job)
+                return Result(ABANDONED, elapsed, job.error, stack)
+            return Result(CANCELLED if job.interrupted else TIMEOUT, elapsed, job.error, stack)
+        except BaseException:
+            job.cancel()  # the waiter itself was cancelled: take the job down with it
+            raise
+        finally:
+            self._active.discard(job)

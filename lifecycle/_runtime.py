@@ -1,0 +1,258 @@
+"""The supervisor's side of one service: start attempts, owned work, restarts, staged close."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, Protocol
+
+import anyio
+
+from ._bounded import ABANDON_GRACE, ABANDONED, ERROR, OK, SKIPPED, TIMEOUT, Jobs, Result, unwrap
+from ._context import current_service
+from ._work import OwnedThreads, WorkHost, thread_stacks
+from .events import Event, ServiceRestarting, ServiceStarting, StageFinished
+from .every import EverySpec, every
+from .policy import RestartBudget
+from .report import Attempt, StageRecord, StartRecord
+from .service import Service, ServiceState
+
+log = logging.getLogger("lifecycle")
+
+
+class Core(Protocol):
+    """What a runtime needs from its supervisor."""
+
+    jobs: Jobs
+
+    def emit(self, event: Event) -> None: ...
+    def scrub(self, text: str | None) -> str | None: ...
+    def describe(self, exc: BaseException | None) -> str | None: ...
+    def record_failure(self, service: str, where: str, exc: BaseException, action: str = "") -> None: ...
+    def request_shutdown(self, reason: str, *, failed: bool = False) -> None: ...
+    def resolve(self, name: str) -> Service: ...
+    @property
+    def shutdown_requested(self) -> bool: ...
+
+
+class ServiceRuntime:
+    """One declared service (or Fallback) inside a running supervisor."""
+
+    def __init__(self, declared: Service, core: Core) -> None:
+        self.name = declared.name
+        self.declared = declared
+        self.active = declared
+        self.core = core
+        self.context = contextvars.copy_context()
+        self.context.run(current_service.set, self.name)
+        self.host: WorkHost | None = None
+        self.threads = OwnedThreads()
+        self.budget = RestartBudget(declared.restart)
+        self.started = False
+        self.closed = False
+
+    @property
+    def candidates(self) -> tuple[Service, ...]:
+        return tuple(getattr(self.declared, "candidates", (self.declared,)))
+
+    # ----- what Service helpers call ---------------------------------------------------
+    def spawn(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None:
+        if self.host is None:
+            raise RuntimeError(f"service {self.name!r} cannot spawn {name!r} before it starts")
+        self.host.spawn(fn, args, name)
+
+    def spawn_thread(self, target: Callable[..., Any], args: tuple[Any, ...], label: str,
+                     daemon: bool) -> threading.Thread:
+        return self.threads.start(target, args, f"{self.name}.{label}", daemon, self.context,
+                                  self._task_failed, self.active.shutting_down)
+
+    def dependency(self, name: str) -> Service:
+        return self.core.resolve(name)
+
+    def request_shutdown(self, reason: str) -> None:
+        self.core.request_shutdown(reason)
+
+    def _task_failed(self, where: str, exc: BaseException) -> None:
+        self.core.record_failure(self.name, where, exc)
+
+    # ----- start ----------------------------------------------------------------------
+    async def start(self) -> StartRecord:
+        """Try each candidate under its own deadline; the first that starts is the service."""
+        began = anyio.current_time()
+        attempts: list[Attempt] = []
+        chain = len(self.candidates) > 1 or self.declared is not self.candidates[0]
+        for cand in self.candidates:
+            if self.core.shutdown_requested:
+                break
+            cand._rt = self
+            cand._stop_event()
+            cand.state = ServiceState.STARTING
+            self.active = cand
+            self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None))
+            self.host = WorkHost(self.name, self._task_failed)
+            await self.host.open(self.context)
+            res = await self.core.jobs.run(cand.start, deadline=cand.start_timeout,
+                                           context=self.context, label=f"{self.name}.start")
+            error = self._explain(res, "start()", cand.start_timeout)
+            attempts.append(Attempt(cand.name, res.outcome, res.elapsed, error,
+                                    self.core.scrub(res.stack)))
+            if res.outcome == OK:
+                cand.state = ServiceState.RUNNING
+                self.started = True
+                break
+            cand.state = ServiceState.FAILED
+            log.warning("service %r: candidate %r start %s after %.2fs: %s", self.name, cand.name,
+                        res.outcome, res.elapsed, error)
+            await self._discard(cand)
+        if not self.started:
+            self.declared.state = ServiceState.FAILED
+        last = attempts[-1] if attempts else Attempt(self.name, SKIPPED, 0.0, "shutdown requested")
+        return StartRecord(
+            service=self.name, outcome=OK if self.started else last.outcome,
+            elapsed=anyio.current_time() - began, deadline=self.declared.start_timeout,
+            optional=self.declared.optional, error=None if self.started else last.error,
+            stack=None if self.started else last.stack,
+            winner=self.active.name if self.started and chain else None,
+            attempts=attempts if chain else [])
+
+    async def _discard(self, cand: Service) -> None:
+        """A failed attempt: stop what it spawned at once, so the next candidate starts clean."""
+        cand._stop_event().set()
+        self.threads.announce()
+        if self.host is not None:
+            await self.host.close(0.0, ABANDON_GRACE)
+            self.host = None
+
+    def _explain(self, res: Result, what: str, deadline: float) -> str | None:
+        if res.outcome == ERROR:
+            return self.core.describe(res.error)
+        if res.outcome == TIMEOUT:
+            return f"{what} did not finish within {deadline:g}s"
+        if res.outcome == ABANDONED:
+            return f"{what} ignored cancellation after its {deadline:g}s deadline"
+        if res.outcome == OK:
+            return None
+        return self.core.describe(res.error) or f"{what} {res.outcome}"
+
+    # ----- run ------------------------------------------------------------------------
+    def start_work(self) -> None:
+        """Begin ``run()`` and the ``@every`` loops (after every service has started)."""
+        svc = self.active
+        if svc.has_run:
+            self.spawn(self._supervised, ("run", svc.run), "run")
+        for attr, spec in svc.loops.items():
+            self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec)), attr)
+
+    @staticmethod
+    async def _loop(svc: Service, attr: str, spec: EverySpec) -> None:
+        body = getattr(svc, attr)
+        async for _ in svc.ticks(spec.interval, immediate=spec.immediate):
+            if await body() is every.STOP:
+                return
+
+    async def _supervised(self, where: str, body: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``body``; on its end apply the restart policy (backoff, window, escalation)."""
+        svc = self.active
+        policy = svc.restart
+        attempt = 0
+        while True:
+            failed = False
+            try:
+                await body()
+            except Exception as exc:
+                failed = True
+                error: BaseException = unwrap(exc)
+            if svc.shutting_down:
+                if failed:
+                    self.core.record_failure(self.name, where, error, "shutting down")
+                return
+            if not policy.wants_restart(failed):
+                if failed:
+                    self._fail(where, error, "no restart (policy)")
+                elif where == "run" and not svc.optional:
+                    self.core.request_shutdown(f"run() of {self.name!r} returned")
+                return
+            if not self.budget.try_take(anyio.current_time()):
+                why = f"more than {policy.max_restarts} restarts in {policy.window:g}s"
+                if failed:
+                    self._fail(where, error, why, escalate=True)
+                else:
+                    self._fail(where, RuntimeError(f"{where} kept ending: {why}"), why, escalate=True)
+                return
+            delay = policy.delay(attempt)
+            attempt += 1
+            if failed:
+                self.core.record_failure(self.name, where, error, f"restart #{attempt} in {delay:.2f}s")
+            self.core.emit(ServiceRestarting(self.name, where=where, attempt=attempt, delay=delay))
+            if not await svc.sleep(delay):
+                return
+
+    def _fail(self, where: str, exc: BaseException, why: str, escalate: bool = False) -> None:
+        svc = self.active
+        give_up = svc.optional or (escalate and svc.restart.then == "give_up")
+        action = f"{why}; service FAILED" if give_up else f"{why}; shutting down"
+        self.core.record_failure(self.name, where, exc, action)
+        if give_up:
+            svc.state = ServiceState.FAILED
+        else:
+            self.core.request_shutdown(f"{where} of {self.name!r} failed: {why}", failed=True)
+
+    # ----- close ----------------------------------------------------------------------
+    def announce(self) -> None:
+        self.active._stop_event().set()
+        self.threads.announce()
+
+    async def close(self, remaining: Callable[[], float],
+                    forced: Callable[[], bool]) -> dict[str, StageRecord]:
+        """Wind down owned work, then run each stop stage under its own deadline."""
+        svc = self.active
+        if svc.state != ServiceState.FAILED:
+            svc.state = ServiceState.STOPPING
+        stages = svc.stages()
+        began = anyio.current_time()
+        records: dict[str, StageRecord] = {}
+        if self.host is not None:
+            host, self.host = self.host, None
+            first = stages[0].timeout
+            res = await host.close(min(first, max(remaining(), 0.0)), ABANDON_GRACE)
+            if host.spawned or res.outcome != OK:
+                records["tasks"] = self._record("tasks", first, res)
+        for stage in stages:
+            budget = remaining()
+            if forced() or budget <= 0:
+                why = "forced shutdown" if forced() else "shutdown budget exhausted"
+                records[stage.name] = self._record(stage.name, stage.timeout, Result(SKIPPED, 0.0),
+                                                   why)
+                continue
+            deadline = min(stage.timeout, budget)
+            res = await self.core.jobs.run(getattr(svc, stage.name), deadline=deadline,
+                                           context=self.context, label=f"{self.name}.{stage.name}")
+            records[stage.name] = self._record(stage.name, stage.timeout, res,
+                                               self._explain(res, f"{stage.name}()", deadline))
+        if self.threads.items:
+            own_end = began + sum(s.timeout for s in stages)
+            t0 = anyio.current_time()
+            alive = await self.threads.join(min(own_end - t0, remaining()), forced)
+            res = Result(ABANDONED if alive else OK, anyio.current_time() - t0,
+                         stack=thread_stacks(alive) if alive else None)
+            why = f"{len(alive)} thread(s) would not end: " + ", ".join(t.name for t in alive)
+            records["threads"] = self._record("threads", own_end - began, res, why if alive else None)
+        if svc.state != ServiceState.FAILED:
+            svc.state = ServiceState.STOPPED
+        self.closed = True
+        return records
+
+    def _record(self, stage: str, deadline: float, res: Result, error: str | None = None) -> StageRecord:
+        if error is None and res.error is not None:
+            error = self.core.describe(res.error)
+        rec = StageRecord(self.name, stage, deadline, res.elapsed, res.outcome,
+                          self.core.scrub(error), self.core.scrub(res.stack))
+        self.core.emit(StageFinished(self.name, stage=stage, outcome=res.outcome,
+                                     elapsed=res.elapsed, deadline=deadline, error=rec.error))
+        if res.outcome not in (OK, SKIPPED):
+            log.warning("service %r stage %r: %s after %.2fs (deadline %gs)%s", self.name, stage,
+                        res.outcome, res.elapsed, deadline, f": {rec.error}" if rec.error else "")
+        return rec

@@ -1,0 +1,175 @@
+"""The tasks and threads a service owns, and how they are wound down at close."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import sys
+import threading
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._bounded import ABANDONED, CANCELLED, ERROR, OK, Job, Result, coroutine_stack
+
+#: How long our own plumbing may take to come up before something is badly wrong.
+_SETUP_DEADLINE = 5.0
+
+
+class WorkHost:
+    """A service's tasks (``run()``, loops, ``spawn()``) in one task group nobody awaits.
+
+    The group lives in a detached task, so when a task ignores cancellation the close can
+    abandon the whole group instead of hanging on it.
+    """
+
+    def __init__(self, label: str, on_error: Callable[[str, BaseException], None]) -> None:
+        self._label = label
+        self._on_error = on_error
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._ready = anyio.Event()
+        self._release = anyio.Event()
+        self._changed = anyio.Event()
+        self._running: dict[int, tuple[str, object]] = {}
+        self._next_key = 0
+        self._interrupted = False
+        self._job: Job | None = None
+        self.spawned = 0
+
+    async def open(self, context: contextvars.Context) -> None:
+        self._job = Job(self._host, (), f"{self._label}.tasks")
+        self._job.start(context)
+        with anyio.fail_after(_SETUP_DEADLINE):
+            await self._ready.wait()
+
+    async def _host(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._ready.set()
+            await self._release.wait()
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None:
+        if self._tg is None or self._release.is_set():
+            raise RuntimeError(f"service {self._label!r} cannot spawn {name!r}: its tasks are "
+                               "already closed")
+        key = self._next_key
+        self._next_key += 1
+        self.spawned += 1
+        self._running[key] = (name, None)
+        self._tg.start_soon(self._wrap, key, fn, args, name, name=f"{self._label}.{name}")
+
+    async def _wrap(self, key: int, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
+                    name: str) -> None:
+        try:
+            coro = fn(*args)
+            self._running[key] = (name, coro)
+            await coro
+        except Exception as exc:  # recorded by the owner, never lost
+            self._on_error(name, exc)
+        finally:
+            del self._running[key]
+            self._changed.set()
+
+    def interrupt(self) -> None:
+        """A forced shutdown: stop waiting for tasks to end by themselves."""
+        self._interrupted = True
+        self._changed.set()
+
+    def stacks(self) -> str:
+        return "".join(f"task {name}:\n{coroutine_stack(coro)}"
+                       for name, coro in list(self._running.values()))
+
+    async def close(self, deadline: float, grace: float) -> Result:
+        """Give the tasks ``deadline`` seconds to end, then cancel, then abandon."""
+        began = anyio.current_time()
+        end = began + deadline
+        while self._running and not self._interrupted:
+            remaining = end - anyio.current_time()
+            if remaining <= 0:
+                break
+            with anyio.move_on_after(remaining):
+                await self._changed.wait()
+            self._changed = anyio.Event()
+        self._release.set()
+        assert self._job is not None
+        stack = None
+        names = ""
+        if self._running:
+            names = ", ".join(sorted({name for name, _ in self._running.values()}))
+            stack = self.stacks()
+            self._job.cancel()
+        with anyio.move_on_after(grace):
+            await self._job.done.wait()
+        elapsed = anyio.current_time() - began
+        if not self._job.done.is_set():
+            return Result(ABANDONED, elapsed, RuntimeError(f"task(s) ignored cancellation: {names}"),
+                          stack)
+        if stack is not None:
+            why = "forced" if self._interrupted else f"still running after {deadline:g}s"
+            return Result(CANCELLED, elapsed, RuntimeError(f"cancelled task(s) {why}: {names}"), stack)
+        if self._job.error is not None:
+            return Result(ERROR, elapsed, self._job.error)
+        return Result(OK, elapsed)
+
+
+class OwnedThreads:
+    """Threads started by ``spawn_thread``: named, given a stop flag, joined with a deadline."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[threading.Thread, threading.Event]] = []
+
+    def start(self, target: Callable[..., Any], args: tuple[Any, ...], name: str, daemon: bool,
+              context: contextvars.Context, on_error: Callable[[str, BaseException], None],
+              stopped: bool) -> threading.Thread:
+        stop = threading.Event()
+        if stopped:
+            stop.set()
+        ctx = context.copy()
+
+        @functools.wraps(target)
+        def body() -> None:
+            try:
+                ctx.run(target, stop, *args)
+            except BaseException as exc:
+                on_error(f"thread {name}", exc)
+
+        thread = threading.Thread(target=body, name=name, daemon=daemon)
+        self.items.append((thread, stop))
+        thread.start()
+        return thread
+
+    def announce(self) -> None:
+        for _, stop in self.items:
+            stop.set()
+
+    def alive(self) -> list[threading.Thread]:
+        return [t for t, _ in self.items if t.is_alive()]
+
+    async def join(self, deadline: float, interrupted: Callable[[], bool]) -> list[threading.Thread]:
+        """Wait up to ``deadline`` for every thread to end; return those still alive.
+
+        Polls with a growing interval (1 ms to 50 ms): a thread cannot wake the event loop
+        safely once the loop may be gone, and polling costs nothing measurable here.
+        """
+        end = anyio.current_time() + deadline
+        delay = 0.001
+        while alive := self.alive():
+            remaining = end - anyio.current_time()
+            if remaining <= 0 or interrupted():
+                return alive
+            await anyio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.05)
+        return []
+
+
+def thread_stacks(threads: list[threading.Thread]) -> str:
+    frames = sys._current_frames()
+    parts = []
+    for t in threads:
+        frame = frames.get(t.ident or -1)
+        where = "".join(traceback.format_stack(frame)) if frame is not None else "  (no stack)\n"
+        parts.append(f"thread {t.name}:\n{where}")
+    return "".join(parts)

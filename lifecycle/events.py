@@ -1,0 +1,89 @@
+"""Typed lifecycle events for ``Supervisor.subscribe``; each has ``to_dict()``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event: ``kind`` names it, ``at`` is wall-clock time (epoch seconds)."""
+
+    service: str | None
+    at: float = field(default_factory=time.time, kw_only=True)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True)
+class ServiceStarting(Event):
+    candidate: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceStarted(Event):
+    elapsed: float = 0.0
+    winner: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceStartFailed(Event):
+    outcome: str = ""
+    error: str | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class AllStarted(Event):
+    elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class ShutdownRequested(Event):
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ShutdownForced(Event):
+    signal: int | None = None
+
+
+@dataclass(frozen=True)
+class StageFinished(Event):
+    stage: str = ""
+    outcome: str = ""
+    elapsed: float = 0.0
+    deadline: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceStopped(Event):
+    clean: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceFailed(Event):
+    where: str = ""
+    error: str = ""
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceRestarting(Event):
+    where: str = ""
+    attempt: int = 0
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stopped(Event):
+    exit_code: int = 0
+    ok: bool = True

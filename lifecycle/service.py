@@ -1,0 +1,270 @@
+"""``Service``: what a user subclasses. Hooks, declared deadlines, and helpers for its code."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import anyio
+
+from .errors import ConfigError
+from .every import EverySpec, loop_spec
+from .health import Health
+from .policy import RestartPolicy
+from .stage import Stage
+
+if TYPE_CHECKING:
+    from ._runtime import ServiceRuntime
+
+
+class ServiceState(str, enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+def snake_case(name: str) -> str:
+    """``InfluxWriter`` -> ``influx_writer``, ``HTTPServer`` -> ``http_server``."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+_UNSET: Any = object()
+
+
+class Service:
+    """A unit with a start, an optional long-running body, and a staged close.
+
+    Class attributes declare the defaults; the constructor keywords ``name``, ``depends_on``,
+    ``start_timeout``, ``stop_timeout``, ``optional`` and ``restart`` override them per
+    instance. All hooks are optional. The supervisor owns every task and thread the service
+    starts through :meth:`spawn`, :meth:`spawn_thread`, ``run()`` and ``@every`` loops.
+    """
+
+    name: str = ""
+    depends_on: tuple[str, ...] = ()
+    start_timeout: float = 10.0
+    stop_timeout: float = 5.0
+    stop_stages: tuple[Stage, ...] | None = None
+    optional: bool = False
+    restart: RestartPolicy = RestartPolicy()
+    check_interval: float = 10.0
+    check_timeout: float = 5.0
+    failure_threshold: int = 3
+    grace_period: float = 10.0
+    cooldown: float = 30.0
+
+    _loops: ClassVar[dict[str, EverySpec]] = {}
+    #: True for Fallback: its candidates carry the stages, loops and run() that get used.
+    _is_chain: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        loops: dict[str, EverySpec] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                spec = loop_spec(value)
+                if spec is not None:
+                    loops[attr] = spec
+                elif attr in loops:
+                    del loops[attr]  # overridden without @every
+        cls._loops = loops
+
+    def __init__(self, *, name: str | None = None, depends_on: Iterable[str] | str | None = None,
+                 start_timeout: float | None = None, stop_timeout: float | None = None,
+                 optional: bool | None = None, restart: RestartPolicy | None = None) -> None:
+        self.name = name if name is not None else (type(self).name or snake_case(type(self).__name__))
+        deps = type(self).depends_on if depends_on is None else depends_on
+        self.depends_on = (deps,) if isinstance(deps, str) else tuple(deps)
+        if start_timeout is not None:
+            self.start_timeout = start_timeout
+        if stop_timeout is not None:
+            self.stop_timeout = stop_timeout
+        if optional is not None:
+            self.optional = optional
+        if restart is not None:
+            self.restart = restart
+        self.state = ServiceState.NEW
+        self._rt: ServiceRuntime | None = None
+        self._stop: anyio.Event | None = None
+        self._logger: logging.Logger | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.state.value}>"
+
+    # ----- hooks (all optional) -------------------------------------------------------
+    async def start(self) -> None:
+        """Acquire resources; return when ready. Runs under ``start_timeout``."""
+
+    async def run(self) -> None:
+        """The long-running body, owned by the supervisor. Only used when overridden."""
+
+    async def stop(self) -> None:
+        """Release resources: the default single stop stage, under ``stop_timeout``."""
+
+    async def check(self) -> bool | Health:
+        """Health: True (or a healthy :class:`Health`) when the service works."""
+        return True
+
+    def secrets(self) -> Iterable[str]:
+        """Strings (passwords, tokens) to scrub from every text recorded about this service."""
+        return ()
+
+    def report_details(self) -> dict[str, Any]:
+        """JSON-safe facts put in the report after close (counters, what was held, ...)."""
+        return {}
+
+    # ----- declarations the supervisor reads -------------------------------------------
+    def stages(self) -> tuple[Stage, ...]:
+        """The close plan of this service: its ``stop_stages``, or one ``stop`` stage."""
+        if self.stop_stages is not None:
+            return tuple(self.stop_stages)
+        return (Stage("stop", self.stop_timeout),)
+
+    @property
+    def has_run(self) -> bool:
+        return type(self).run is not Service.run
+
+    @property
+    def loops(self) -> dict[str, EverySpec]:
+        return type(self)._loops
+
+    # ----- helpers for code inside the service ------------------------------------------
+    @property
+    def log(self) -> logging.Logger:
+        if self._logger is None:
+            self._logger = logging.getLogger(f"lifecycle.service.{self.name}")
+        return self._logger
+
+    @property
+    def shutting_down(self) -> bool:
+        """True once shutdown was announced: loops should finish their iteration and return."""
+        return self._stop is not None and self._stop.is_set()
+
+    def _stop_event(self) -> anyio.Event:
+        if self._stop is None:
+            self._stop = anyio.Event()
+        return self._stop
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep, waking at once on shutdown. True when the full time passed.
+
+        Use as ``while await self.sleep(5): ...``.
+        """
+        event = self._stop_event()
+        if event.is_set():
+            await anyio.lowlevel.checkpoint()
+            return False
+        with anyio.move_on_after(seconds):
+            await event.wait()
+            return False
+        return True
+
+    async def wait_shutdown(self) -> None:
+        """Wait until shutdown is announced (for a ``run()`` that only serves)."""
+        await self._stop_event().wait()
+
+    async def ticks(self, interval: float, *, immediate: bool = False) -> AsyncIterator[int]:
+        """Yield 0, 1, 2, ... every ``interval`` seconds (fixed rate) until shutdown begins.
+
+        The first tick comes after one interval (at once with ``immediate=True``); ticks
+        missed while the loop body ran are skipped, never bunched.
+        """
+        if not interval > 0:
+            raise ValueError(f"ticks(interval) must be positive, got {interval!r}")
+        next_at = anyio.current_time() + (0.0 if immediate else interval)
+        count = 0
+        while True:
+            delay = next_at - anyio.current_time()
+            if delay > 0:
+                if not await self.sleep(delay):
+                    return
+            elif self.shutting_down:
+                return
+            yield count
+            count += 1
+            now = anyio.current_time()
+            next_at += interval
+            if next_at <= now:  # the body overran: skip to the next slot in the future
+                next_at += interval * ((now - next_at) // interval + 1)
+
+    def spawn(self, async_fn: Callable[..., Awaitable[Any]], *args: Any,
+              name: str | None = None) -> None:
+        """Run ``async_fn(*args)`` as a task owned by this service.
+
+        It gets the first stop stage's time to end after shutdown is announced, then is
+        cancelled; an exception is logged and recorded in the report, never lost.
+        """
+        label = name or str(getattr(async_fn, "__name__", "task"))
+        self._runtime("spawn()").spawn(async_fn, args, label)
+
+    def spawn_thread(self, target: Callable[..., Any], *args: Any, name: str | None = None,
+                     daemon: bool = False) -> threading.Thread:
+        """Start a named thread owned by this service; ``target(stop_event, *args)``.
+
+        ``stop_event`` (a ``threading.Event``) is set when shutdown begins. The thread is
+        joined with the stop deadline; one that will not end is reported, never waited on
+        forever.
+        """
+        label = name or str(getattr(target, "__name__", "thread"))
+        return self._runtime("spawn_thread()").spawn_thread(target, args, label, daemon)
+
+    def dependency(self, name: str) -> Service:
+        """The started service ``name`` (a Fallback's winner); it must be in ``depends_on``."""
+        if name not in self.depends_on:
+            raise LookupError(
+                f"service {self.name!r} asked for {name!r}, which is not in its depends_on "
+                f"{self.depends_on!r}")
+        return self._runtime("dependency()").dependency(name)
+
+    def request_shutdown(self, reason: str = "requested by service") -> None:
+        """Ask the supervisor to shut the whole app down."""
+        self._runtime("request_shutdown()").request_shutdown(f"{self.name}: {reason}")
+
+    def _runtime(self, what: str) -> ServiceRuntime:
+        if self._rt is None:
+            raise RuntimeError(f"{what} of service {self.name!r} needs a running Supervisor")
+        return self._rt
+
+
+def validate_service(service: Service) -> None:
+    """Raise ConfigError naming ``service`` for anything wrong with its declarations."""
+    from .stage import check_timeout
+
+    who = f"service {service.name!r}"
+    if not isinstance(service.name, str) or not service.name:
+        raise ConfigError(f"{type(service).__name__} has an empty name")
+    if not all(isinstance(d, str) and d for d in service.depends_on):
+        raise ConfigError(f"{who}: depends_on must hold service names, got {service.depends_on!r}")
+    if service.name in service.depends_on:
+        raise ConfigError(f"{who} depends on itself")
+    for attr in ("start_timeout", "stop_timeout", "check_interval", "check_timeout",
+                 "grace_period", "cooldown"):
+        if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
+            continue
+        check_timeout(getattr(service, attr), f"{who}: {attr}")
+    if not isinstance(service.restart, RestartPolicy):
+        raise ConfigError(f"{who}: restart must be a RestartPolicy, got {service.restart!r}")
+    if service._is_chain:
+        for candidate in getattr(service, "candidates", ()):
+            validate_service(candidate)
+        return
+    stages = service.stages()
+    if not stages:
+        raise ConfigError(f"{who} has no stop stages")
+    seen: set[str] = set()
+    for stage in stages:
+        if not isinstance(stage, Stage):
+            raise ConfigError(f"{who}: stop_stages must hold Stage objects, got {stage!r}")
+        if stage.name in seen:
+            raise ConfigError(f"{who}: stage {stage.name!r} appears twice")
+        seen.add(stage.name)
+        if not callable(getattr(service, stage.name, None)):
+            raise ConfigError(f"{who}: stage {stage.name!r} has no method {stage.name}()")

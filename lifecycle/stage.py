@@ -1,0 +1,39 @@
+"""A named step of a service's close, with its own deadline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .errors import ConfigError
+
+#: Stage names the supervisor uses for itself in the report.
+RESERVED_STAGE_NAMES = frozenset({"tasks", "threads", "start", "run", "check", "recover"})
+
+
+def check_timeout(value: object, what: str) -> float:
+    """Return ``value`` as a float, or raise ConfigError naming ``what`` if not positive+finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{what} must be positive and finite, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a close: the service's async method ``name`` runs under ``timeout`` seconds.
+
+    A stage that overruns is cancelled (then abandoned if it ignores cancellation) and the
+    next stage still runs: a flush that hangs must not prevent the close.
+    """
+
+    name: str
+    timeout: float
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ConfigError(f"stage name must be an identifier, got {self.name!r}")
+        if self.name in RESERVED_STAGE_NAMES:
+            raise ConfigError(f"stage name {self.name!r} is reserved by the supervisor")
+        object.__setattr__(self, "timeout", check_timeout(self.timeout, f"Stage {self.name!r}"))

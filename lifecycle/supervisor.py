@@ -1,0 +1,385 @@
+"""``Supervisor``: starts services in dependency order, serves, and closes them in a cascade."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import math
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio import RunFinishedError
+
+from ._bounded import OK, SKIPPED, Jobs, unwrap
+from ._runtime import ServiceRuntime
+from .errors import ConfigError, StartupError
+from .events import (
+    AllStarted,
+    Event,
+    ServiceFailed,
+    ServiceStarted,
+    ServiceStartFailed,
+    ServiceStopped,
+    ShutdownForced,
+    ShutdownRequested,
+    Stopped,
+)
+from .graph import dependents, validate
+from .report import FailureRecord, LifecycleReport, StartRecord
+from .service import Service
+
+log = logging.getLogger("lifecycle")
+
+Listener = Callable[[Event], None]
+
+
+class SupervisorState(str, enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Supervisor:
+    """Owns a set of services: validated at construction, started, served, closed, reported.
+
+    Everything that can be wrong with the configuration raises :class:`ConfigError` here,
+    before anything starts. See ``docs/concepts.md`` for the start and close plans.
+    """
+
+    def __init__(self, services: Sequence[Service], *, shutdown_timeout: float = 25.0,
+                 drain_delay: float = 0.0, leak_check: Any = True, name: str = "app",
+                 log_report: bool = True) -> None:
+        self.services = list(services)
+        self._by_name = validate(self.services, shutdown_timeout, drain_delay)
+        self._dependents = dependents(self._by_name)
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.drain_delay = float(drain_delay)
+        self.name = name
+        self._leak_option = leak_check
+        self._log_report = log_report
+        self._secrets = sorted({s for svc in self.services for s in svc.secrets() if s},
+                               key=len, reverse=True)
+        self.report = LifecycleReport(name=name, shutdown_budget=self.shutdown_timeout)
+        self.state = SupervisorState.NEW
+        self.jobs = Jobs()
+        self._listeners: list[Listener] = []
+        self._runtimes: dict[str, ServiceRuntime] = {}
+        self._requested: anyio.Event | None = None
+        self._forced: anyio.Event | None = None
+        self._early_reason: str | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread: int | None = None
+        self._draining = False
+        self._closed = False
+        self._leaks: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Supervisor {self.name!r} {self.state.value} services={list(self._by_name)}>"
+
+    # ----- public surface -------------------------------------------------------------
+    def __getitem__(self, name: str) -> Service:
+        return self.resolve(name)
+
+    def resolve(self, name: str) -> Service:
+        """The started service ``name`` (for a Fallback, the candidate that won)."""
+        rt = self._runtimes.get(name)
+        if rt is None or not rt.started:
+            state = rt.declared.state.value if rt else (
+                "not started" if name in self._by_name else "unknown")
+            raise LookupError(f"service {name!r} is not running ({state})")
+        return rt.active
+
+    @property
+    def ready(self) -> bool:
+        """Serving traffic: everything started and shutdown not begun."""
+        return self.state == SupervisorState.RUNNING and not self.shutdown_requested
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (SupervisorState.STARTING, SupervisorState.RUNNING,
+                              SupervisorState.STOPPING)
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._early_reason is not None or (
+            self._requested is not None and self._requested.is_set())
+
+    def subscribe(self, callback: Listener) -> Callable[[], None]:
+        """Call ``callback(event)`` for every lifecycle event; returns an unsubscribe function."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def request_shutdown(self, reason: str = "requested", *, failed: bool = False) -> None:
+        """Begin a graceful shutdown (safe from any thread, and during startup)."""
+        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
+            with contextlib.suppress(RunFinishedError):
+                anyio.from_thread.run_sync(partial(self.request_shutdown, reason, failed=failed),
+                                           token=self._token)
+            return
+        if failed:
+            self.report.service_failed = True
+        if self.shutdown_requested:
+            return
+        self.report.reason = reason
+        self._early_reason = reason
+        log.info("shutdown requested: %s", reason)
+        if self._requested is not None:
+            self._requested.set()
+        self.emit(ShutdownRequested(None, reason=reason))
+
+    def run(self, *, backend: str = "asyncio", handle_signals: bool = True) -> LifecycleReport:
+        """Blocking entry point for ``main()``: serve until a signal or a shutdown request.
+
+        SIGINT/SIGTERM start a graceful shutdown (also during startup); a second signal
+        cancels everything still running at once. Returns the report; pass
+        ``report.exit_code`` to ``sys.exit``.
+        """
+        main = partial(self.serve, handle_signals=handle_signals)
+        if backend == "asyncio":
+            from ._runner import run_asyncio
+
+            return run_asyncio(main)
+        if backend == "trio":
+            return anyio.run(main, backend="trio")
+        raise ConfigError(f"Supervisor.run(backend=...) must be 'asyncio' or 'trio', not {backend!r}")
+
+    async def serve(self, *, handle_signals: bool = True) -> LifecycleReport:
+        """Start, serve until shutdown is requested, close; return the report. Never raises
+        for a failed start: the report says it (exit code 1)."""
+        async with anyio.create_task_group() as tg:
+            if handle_signals and threading.current_thread() is threading.main_thread():
+                self._prepare()
+                await tg.start(self._watch_signals)
+            try:
+                if await self._start():
+                    assert self._requested is not None
+                    await self._requested.wait()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._close()
+                tg.cancel_scope.cancel()
+        return self.report
+
+    async def __aenter__(self) -> Supervisor:
+        if not await self._start():
+            with anyio.CancelScope(shield=True):
+                await self._close()
+            failed = [r.service for r in self.report.startup.values()
+                      if r.outcome not in (OK, SKIPPED) and not r.optional]
+            culprit = ", ".join(failed) or self.report.reason or "aborted"
+            raise StartupError(f"startup of {self.name!r} failed: {culprit}", self.report)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._close()
+
+    # ----- what runtimes call (the Core protocol) -------------------------------------
+    def emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("lifecycle event listener %r failed", listener)
+
+    def scrub(self, text: str | None) -> str | None:
+        if not text:
+            return text
+        for secret in self._secrets:
+            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+        return text
+
+    def describe(self, exc: BaseException | None) -> str | None:
+        if exc is None:
+            return None
+        exc = unwrap(exc)
+        text = str(exc)
+        return self.scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+    def record_failure(self, service: str, where: str, exc: BaseException, action: str = "") -> None:
+        """Log (with traceback) and record an exception; callable from any thread."""
+        exc = unwrap(exc)
+        tb = self.scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))) or ""
+        error = self.describe(exc) or ""
+        log.error("service %r %s failed: %s%s\n%s", service, where, error,
+                  f" ({action})" if action else "", tb.rstrip())
+        self.report.failures.append(
+            FailureRecord(service, where, error, tb, anyio.current_time() if self._on_loop() else 0.0,
+                          action))
+        if self._on_loop():
+            self.emit(ServiceFailed(service, where=where, error=error, action=action))
+
+    # ----- internals ------------------------------------------------------------------
+    def _on_loop(self) -> bool:
+        return self._loop_thread is not None and threading.get_ident() == self._loop_thread
+
+    def _prepare(self) -> None:
+        if self._requested is not None:
+            return
+        if self.state != SupervisorState.NEW:
+            raise RuntimeError(f"supervisor {self.name!r} was already used; create a new one")
+        self._requested = anyio.Event()
+        self._forced = anyio.Event()
+        if self._early_reason is not None:
+            self._requested.set()
+        self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        self._runtimes = {name: ServiceRuntime(svc, self) for name, svc in self._by_name.items()}
+
+    async def _watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if not self.shutdown_requested:
+                    self.request_shutdown(f"signal {signal.Signals(signum).name}")
+                else:
+                    self._force(int(signum))
+
+    def _force(self, signum: int | None) -> None:
+        """Second signal: skip the remaining graceful stages, cancel everything now."""
+        if self._forced is None or self._forced.is_set():
+            return
+        log.warning("shutdown forced%s", f" by {signal.Signals(signum).name}" if signum else "")
+        self.report.forced_by = signum
+        self._forced.set()
+        self.jobs.interrupt_all()
+        for rt in self._runtimes.values():
+            if rt.host is not None:
+                rt.host.interrupt()
+        self.emit(ShutdownForced(None, signal=signum))
+
+    async def _start(self) -> bool:
+        """Start every service as soon as its dependencies run; False if startup failed."""
+        self._prepare()
+        self.state = SupervisorState.STARTING
+        self._begin_leak_check()
+        began = anyio.current_time()
+        done = {name: anyio.Event() for name in self._runtimes}
+        records: dict[str, StartRecord] = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._interrupt_starts_on_request)
+            async with anyio.create_task_group() as starters:
+                for rt in self._runtimes.values():
+                    starters.start_soon(self._start_one, rt, done, records)
+            tg.cancel_scope.cancel()
+        self.report.startup = {name: records[name] for name in self._runtimes}
+        self.report.startup_elapsed = anyio.current_time() - began
+        if self.shutdown_requested or self.report.startup_failed:
+            if not self.shutdown_requested:
+                self.request_shutdown("startup failed")
+            return False
+        for rt in self._runtimes.values():
+            if rt.started:
+                rt.start_work()
+        self.state = SupervisorState.RUNNING
+        self.emit(AllStarted(None, elapsed=self.report.startup_elapsed))
+        return True
+
+    async def _interrupt_starts_on_request(self) -> None:
+        assert self._requested is not None
+        await self._requested.wait()
+        self.jobs.interrupt_active()
+
+    async def _start_one(self, rt: ServiceRuntime, done: dict[str, anyio.Event],
+                         records: dict[str, StartRecord]) -> None:
+        try:
+            for dep in rt.declared.depends_on:
+                await done[dep].wait()  # bounded: every start has a deadline
+            blocked = [d for d in rt.declared.depends_on if not self._runtimes[d].started]
+            if blocked or self.shutdown_requested:
+                why = (f"dependency {', '.join(map(repr, blocked))} did not start" if blocked
+                       else "shutdown requested")
+                records[rt.name] = StartRecord(rt.name, SKIPPED, 0.0, rt.declared.start_timeout,
+                                               rt.declared.optional, why)
+                return
+            rec = await rt.start()
+            records[rt.name] = rec
+            if rec.outcome == OK:
+                self.emit(ServiceStarted(rt.name, elapsed=rec.elapsed, winner=rec.winner))
+                return
+            self.emit(ServiceStartFailed(rt.name, outcome=rec.outcome, error=rec.error,
+                                         optional=rec.optional))
+            if not rt.declared.optional and not self.shutdown_requested:
+                self.request_shutdown(f"required service {rt.name!r} failed to start")
+        finally:
+            done[rt.name].set()
+
+    async def _close(self) -> None:
+        """The cascading close: announce, stop in reverse dependency order, check leaks, report."""
+        if self._closed or self._requested is None:
+            return
+        self._closed = True
+        self.state = SupervisorState.STOPPING
+        began = anyio.current_time()
+        end = began + self.shutdown_timeout
+        self.request_shutdown("closing")
+
+        def remaining() -> float:
+            return end - anyio.current_time()
+
+        for rt in self._runtimes.values():
+            rt.announce()
+        assert self._forced is not None
+        if self.drain_delay and any(rt.started for rt in self._runtimes.values()):
+            self._draining = True
+            with anyio.move_on_after(min(self.drain_delay, max(remaining(), 0.0))):
+                await self._forced.wait()
+            self._draining = False
+        started = [rt for rt in self._runtimes.values() if rt.started]
+        stopped = {rt.name: anyio.Event() for rt in started}
+        async with anyio.create_task_group() as tg:
+            for rt in started:
+                tg.start_soon(self._close_one, rt, stopped, remaining)
+        self.report.details = {rt.name: rt.active.report_details() for rt in started
+                               if rt.active.report_details()}
+        await self._finish_leak_check(remaining())
+        self.report.shutdown_elapsed = anyio.current_time() - began
+        self.state = SupervisorState.STOPPED
+        if self._log_report:
+            level = logging.INFO if self.report.ok else logging.WARNING
+            log.log(level, "%s", self.report.format())
+        self.emit(Stopped(None, exit_code=int(self.report.exit_code), ok=self.report.ok))
+
+    async def _close_one(self, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
+                         remaining: Callable[[], float]) -> None:
+        try:
+            for dependent in self._dependents[rt.name]:
+                if dependent in stopped:
+                    await stopped[dependent].wait()  # bounded: every stage has a deadline
+            assert self._forced is not None
+            forced = self._forced
+            records = await rt.close(remaining, forced.is_set)
+            self.report.shutdown[rt.name] = records
+            self.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values())))
+        finally:
+            stopped[rt.name].set()
+
+    def _begin_leak_check(self) -> None:
+        if self._leak_option is False or self._leak_option is None:
+            return
+        from .leaks import LeakCheck
+
+        check = LeakCheck() if self._leak_option is True else self._leak_option
+        check.begin()
+        self._leaks = check
+
+    async def _finish_leak_check(self, remaining: float) -> None:
+        if self._leaks is None:
+            return
+        settle = min(float(self._leaks.settle), max(remaining, 0.1), 1.0)
+        if not math.isfinite(settle):
+            settle = 0.1
+        self.report.leaks = await self._leaks.finish(settle=settle)

@@ -1,0 +1,13 @@
+"""Shared fixtures: the async backends and the real servers (tests/servers/)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["tests.servers.fixtures"]
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Core tests run on both backends (DESIGN.md section 8)."""
+    return str(request.param)
