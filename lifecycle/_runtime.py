@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -13,11 +14,12 @@ import anyio
 
 from ._bounded import ABANDON_GRACE, ABANDONED, ERROR, OK, SKIPPED, TIMEOUT, Jobs, Result, unwrap
 from ._context import current_service
+from ._monitor import Monitor, has_check
 from ._work import OwnedThreads, WorkHost, thread_stacks
 from .events import Event, ServiceRestarting, ServiceStarting, StageFinished
 from .every import EverySpec, every
 from .policy import RestartBudget
-from .report import Attempt, StageRecord, StartRecord
+from .report import Attempt, LifecycleReport, RestartRecord, StageRecord, StartRecord
 from .service import Service, ServiceState
 
 log = logging.getLogger("lifecycle")
@@ -27,6 +29,8 @@ class Core(Protocol):
     """What a runtime needs from its supervisor."""
 
     jobs: Jobs
+    report: LifecycleReport
+    origin: float  # anyio.current_time() when the supervisor began; report offsets count from it
 
     def emit(self, event: Event) -> None: ...
     def scrub(self, text: str | None) -> str | None: ...
@@ -53,10 +57,23 @@ class ServiceRuntime:
         self.budget = RestartBudget(declared.restart)
         self.started = False
         self.closed = False
+        self.stopped_for_restart = False
+        self.monitor: Monitor | None = None
+        self._monitor_host: WorkHost | None = None
+        self._monitor_stop = anyio.Event()
 
     @property
     def candidates(self) -> tuple[Service, ...]:
         return tuple(getattr(self.declared, "candidates", (self.declared,)))
+
+    def health_view(self) -> dict[str, Any]:
+        """This service's part of ``Supervisor.health()``."""
+        view: dict[str, Any] = {}
+        if self.active is not self.declared:
+            view["winner"] = self.active.name
+        if self.monitor is not None:
+            view.update(self.monitor.view())
+        return view
 
     # ----- what Service helpers call ---------------------------------------------------
     def spawn(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None:
@@ -113,6 +130,7 @@ class ServiceRuntime:
         return StartRecord(
             service=self.name, outcome=OK if self.started else last.outcome,
             elapsed=anyio.current_time() - began, deadline=self.declared.start_timeout,
+            began=began - self.core.origin,
             optional=self.declared.optional, error=None if self.started else last.error,
             stack=None if self.started else last.stack,
             winner=self.active.name if self.started and chain else None,
@@ -177,18 +195,23 @@ class ServiceRuntime:
                 return
             if not self.budget.try_take(anyio.current_time()):
                 why = f"more than {policy.max_restarts} restarts in {policy.window:g}s"
-                if failed:
-                    self._fail(where, error, why, escalate=True)
-                else:
-                    self._fail(where, RuntimeError(f"{where} kept ending: {why}"), why, escalate=True)
+                self.escalate(where, error if failed else RuntimeError(f"{where} kept ending"), why)
                 return
             delay = policy.delay(attempt)
             attempt += 1
+            reason = self.core.describe(error) if failed else "ended"
             if failed:
                 self.core.record_failure(self.name, where, error, f"restart #{attempt} in {delay:.2f}s")
+            offset = anyio.current_time() - self.core.origin
+            self.core.report.restarts.append(
+                RestartRecord(self.name, where, attempt, delay, reason or "", began=offset))
             self.core.emit(ServiceRestarting(self.name, where=where, attempt=attempt, delay=delay))
             if not await svc.sleep(delay):
                 return
+
+    def escalate(self, where: str, exc: BaseException, why: str) -> None:
+        """The restart budget is spent: shut the app down, or give up on this service."""
+        self._fail(where, exc, why, escalate=True)
 
     def _fail(self, where: str, exc: BaseException, why: str, escalate: bool = False) -> None:
         svc = self.active
@@ -200,8 +223,63 @@ class ServiceRuntime:
         else:
             self.core.request_shutdown(f"{where} of {self.name!r} failed: {why}", failed=True)
 
+    # ----- health --------------------------------------------------------------------
+    async def start_monitor(self) -> None:
+        if not has_check(self.active):
+            return
+        self.monitor = Monitor(self)
+        self._monitor_host = WorkHost(f"{self.name}.monitor", self._task_failed)
+        await self._monitor_host.open(self.context)
+        self._monitor_host.spawn(self.monitor.run, (), "health")
+
+    async def monitor_sleep(self, seconds: float) -> bool:
+        """Sleep unless the close began; True when the full time passed."""
+        if self._monitor_stop.is_set():
+            return False
+        with anyio.move_on_after(seconds):
+            await self._monitor_stop.wait()
+            return False
+        return True
+
+    async def close_monitor(self) -> None:
+        """First thing at close: no check or recovery may race with the stop stages."""
+        self._monitor_stop.set()
+        if self._monitor_host is not None:
+            host, self._monitor_host = self._monitor_host, None
+            await host.close(0.0, ABANDON_GRACE)
+
+    async def restart(self) -> tuple[str, str | None]:
+        """Stop this service (tasks, stages) and start it again; for health recovery."""
+        svc = self.active
+        svc._stop_event().set()
+        self.threads.announce()
+        stops = await self.close(lambda: math.inf, lambda: self.core.shutdown_requested)
+        self.stopped_for_restart = True
+        bad = [r for r in stops.values() if not r.clean]
+        if self.core.shutdown_requested:
+            return SKIPPED, "shutdown began during the restart"
+        svc._stop = anyio.Event()
+        self.threads = OwnedThreads()
+        self.closed = False
+        svc.state = ServiceState.STARTING
+        self.host = WorkHost(self.name, self._task_failed)
+        await self.host.open(self.context)
+        res = await self.core.jobs.run(svc.start, deadline=svc.start_timeout, context=self.context,
+                                       label=f"{self.name}.start")
+        if res.outcome != OK:
+            error = self._explain(res, "start()", svc.start_timeout)
+            svc.state = ServiceState.FAILED
+            await self._discard(svc)
+            return res.outcome, error
+        self.stopped_for_restart = False
+        svc.state = ServiceState.RUNNING
+        self.start_work()
+        note = ", ".join(f"{r.stage} {r.outcome}" for r in bad)
+        return OK, (f"stop before restart: {note}" if note else None)
+
     # ----- close ----------------------------------------------------------------------
     def announce(self) -> None:
+        self._monitor_stop.set()
         self.active._stop_event().set()
         self.threads.announce()
 
@@ -222,6 +300,10 @@ class ServiceRuntime:
                 records["tasks"] = self._record("tasks", first, res)
         for stage in stages:
             budget = remaining()
+            if self.stopped_for_restart:
+                records[stage.name] = self._record(stage.name, stage.timeout, Result(OK, 0.0),
+                                                   "already stopped for a restart that did not finish")
+                continue
             if forced() or budget <= 0:
                 why = "forced shutdown" if forced() else "shutdown budget exhausted"
                 records[stage.name] = self._record(stage.name, stage.timeout, Result(SKIPPED, 0.0),
@@ -248,8 +330,9 @@ class ServiceRuntime:
     def _record(self, stage: str, deadline: float, res: Result, error: str | None = None) -> StageRecord:
         if error is None and res.error is not None:
             error = self.core.describe(res.error)
+        began = anyio.current_time() - res.elapsed - self.core.origin
         rec = StageRecord(self.name, stage, deadline, res.elapsed, res.outcome,
-                          self.core.scrub(error), self.core.scrub(res.stack))
+                          self.core.scrub(error), self.core.scrub(res.stack), began)
         self.core.emit(StageFinished(self.name, stage=stage, outcome=res.outcome,
                                      elapsed=res.elapsed, deadline=deadline, error=rec.error))
         if res.outcome not in (OK, SKIPPED):

@@ -87,3 +87,25 @@ class ServiceRestarting(Event):
 class Stopped(Event):
     exit_code: int = 0
     ok: bool = True
+
+
+@dataclass(frozen=True)
+class HealthAlert(Event):
+    """A service became unhealthy: one per incident, not one per failed scan."""
+
+    reason: str = ""
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class HealthRestored(Event):
+    """The incident is over: a check passed after the grace period."""
+
+    recoveries: int = 0
+
+
+@dataclass(frozen=True)
+class ServiceRecovering(Event):
+    attempt: int = 0
+    method: str = ""  # "recover" or "restart"
+    reason: str = ""

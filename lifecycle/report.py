@@ -55,6 +55,7 @@ class StartRecord:
     outcome: str
     elapsed: float
     deadline: float
+    began: float = 0.0  # seconds since the supervisor began starting
     optional: bool = False
     error: str | None = None
     stack: str | None = None
@@ -71,6 +72,7 @@ class StageRecord:
     outcome: str
     error: str | None = None
     stack: str | None = None
+    began: float = 0.0  # seconds since the supervisor began starting
 
     @property
     def clean(self) -> bool:
@@ -90,11 +92,26 @@ class FailureRecord:
 
 
 @dataclass
+class RestartRecord:
+    """A restart of a ``run()`` or loop after it ended, or a health recovery."""
+
+    service: str
+    where: str
+    attempt: int
+    delay: float
+    reason: str
+    outcome: str = "ok"
+    error: str | None = None
+    began: float = 0.0
+
+
+@dataclass
 class LifecycleReport:
     name: str = "app"
     startup: dict[str, StartRecord] = field(default_factory=dict)
     shutdown: dict[str, dict[str, StageRecord]] = field(default_factory=dict)
     failures: list[FailureRecord] = field(default_factory=list)
+    restarts: list[RestartRecord] = field(default_factory=list)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     leaks: LeakReport | None = None
     reason: str | None = None
@@ -156,6 +173,7 @@ class LifecycleReport:
             "startup": {k: asdict(v) for k, v in self.startup.items()},
             "shutdown": {k: {s: asdict(r) for s, r in v.items()} for k, v in self.shutdown.items()},
             "failures": [asdict(f) for f in self.failures],
+            "restarts": [asdict(r) for r in self.restarts],
             "details": self.details,
             "leaks": self.leaks.to_dict() if self.leaks is not None else None,
         }
@@ -190,6 +208,11 @@ class LifecycleReport:
             lines.append("\nfailures while running")
             for f in self.failures:
                 lines.append(f"  {f.service} {f.where}: {f.error}" + (f" -> {f.action}" if f.action else ""))
+        if self.restarts:
+            lines.append("\nrestarts and recoveries")
+            for r in self.restarts:
+                lines.append(f"  {r.service} {r.where} #{r.attempt}: {r.reason} -> {r.outcome}"
+                             + (f" ({r.error})" if r.error else ""))
         culprits = self.culprits()
         starts = [r for r in self.startup.values() if r.outcome not in (OK, SKIPPED)]
         if culprits or starts:

@@ -19,6 +19,7 @@ from .stage import Stage
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
+    from .supervisor import Supervisor
 
 
 class ServiceState(str, enum.Enum):
@@ -42,9 +43,8 @@ _UNSET: Any = object()
 class Service:
     """A unit with a start, an optional long-running body, and a staged close.
 
-    Class attributes declare the defaults; the constructor keywords ``name``, ``depends_on``,
-    ``start_timeout``, ``stop_timeout``, ``optional`` and ``restart`` override them per
-    instance. All hooks are optional. The supervisor owns every task and thread the service
+    Class attributes declare the defaults; constructor keywords of the same names override
+    them per instance. All hooks are optional. The supervisor owns every task and thread the service
     starts through :meth:`spawn`, :meth:`spawn_thread`, ``run()`` and ``@every`` loops.
     """
 
@@ -79,18 +79,20 @@ class Service:
 
     def __init__(self, *, name: str | None = None, depends_on: Iterable[str] | str | None = None,
                  start_timeout: float | None = None, stop_timeout: float | None = None,
-                 optional: bool | None = None, restart: RestartPolicy | None = None) -> None:
+                 optional: bool | None = None, restart: RestartPolicy | None = None,
+                 check_interval: float | None = None, check_timeout: float | None = None,
+                 failure_threshold: int | None = None, grace_period: float | None = None,
+                 cooldown: float | None = None) -> None:
         self.name = name if name is not None else (type(self).name or snake_case(type(self).__name__))
         deps = type(self).depends_on if depends_on is None else depends_on
         self.depends_on = (deps,) if isinstance(deps, str) else tuple(deps)
-        if start_timeout is not None:
-            self.start_timeout = start_timeout
-        if stop_timeout is not None:
-            self.stop_timeout = stop_timeout
-        if optional is not None:
-            self.optional = optional
-        if restart is not None:
-            self.restart = restart
+        overrides = {"start_timeout": start_timeout, "stop_timeout": stop_timeout,
+                     "optional": optional, "restart": restart, "check_interval": check_interval,
+                     "check_timeout": check_timeout, "failure_threshold": failure_threshold,
+                     "grace_period": grace_period, "cooldown": cooldown}
+        for attr, value in overrides.items():
+            if value is not None:
+                setattr(self, attr, value)
         self.state = ServiceState.NEW
         self._rt: ServiceRuntime | None = None
         self._stop: anyio.Event | None = None
@@ -224,6 +226,11 @@ class Service:
                 f"{self.depends_on!r}")
         return self._runtime("dependency()").dependency(name)
 
+    @property
+    def supervisor(self) -> Supervisor:
+        """The supervisor running this service (for health servers, notifiers, ...)."""
+        return self._runtime("supervisor").core  # type: ignore[return-value]
+
     def request_shutdown(self, reason: str = "requested by service") -> None:
         """Ask the supervisor to shut the whole app down."""
         self._runtime("request_shutdown()").request_shutdown(f"{self.name}: {reason}")
@@ -248,8 +255,11 @@ def validate_service(service: Service) -> None:
     for attr in ("start_timeout", "stop_timeout", "check_interval", "check_timeout",
                  "grace_period", "cooldown"):
         if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
-            continue
+            continue  # zero grace or cooldown is allowed
         check_timeout(getattr(service, attr), f"{who}: {attr}")
+    threshold = service.failure_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        raise ConfigError(f"{who}: failure_threshold must be an int >= 1, got {threshold!r}")
     if not isinstance(service.restart, RestartPolicy):
         raise ConfigError(f"{who}: restart must be a RestartPolicy, got {service.restart!r}")
     if service._is_chain:

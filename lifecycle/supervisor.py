@@ -36,7 +36,8 @@ from .events import (
 )
 from .graph import dependents, validate
 from .report import FailureRecord, LifecycleReport, StartRecord
-from .service import Service
+from .service import Service, ServiceState
+from .systemd import Notifier
 
 log = logging.getLogger("lifecycle")
 
@@ -74,6 +75,7 @@ class Supervisor:
         self.report = LifecycleReport(name=name, shutdown_budget=self.shutdown_timeout)
         self.state = SupervisorState.NEW
         self.jobs = Jobs()
+        self.origin = 0.0
         self._listeners: list[Listener] = []
         self._runtimes: dict[str, ServiceRuntime] = {}
         self._requested: anyio.Event | None = None
@@ -103,13 +105,43 @@ class Supervisor:
 
     @property
     def ready(self) -> bool:
-        """Serving traffic: everything started and shutdown not begun."""
-        return self.state == SupervisorState.RUNNING and not self.shutdown_requested
+        """Fit for traffic: started, not shutting down, and every required service running
+        and not in a health incident. Optional services do not count."""
+        if self.state != SupervisorState.RUNNING or self.shutdown_requested:
+            return False
+        for rt in self._runtimes.values():
+            if rt.declared.optional:
+                continue
+            if rt.active.state != ServiceState.RUNNING:
+                return False
+            if rt.monitor is not None and rt.monitor.in_incident:
+                return False
+        return True
 
     @property
     def alive(self) -> bool:
+        """The process is doing its job (starting, serving or closing), not wedged or done."""
         return self.state in (SupervisorState.STARTING, SupervisorState.RUNNING,
                               SupervisorState.STOPPING)
+
+    @property
+    def started(self) -> bool:
+        """Startup has completed (for a startup probe); stays true through the close."""
+        return self.state in (SupervisorState.RUNNING, SupervisorState.STOPPING,
+                              SupervisorState.STOPPED) and not self.report.startup_failed
+
+    def health(self) -> dict[str, Any]:
+        """A JSON-safe snapshot for probes: overall verdicts and each service's state."""
+        services = {}
+        for name, svc in self._by_name.items():
+            rt = self._runtimes.get(name)
+            active = rt.active if rt is not None else svc
+            services[name] = {"state": active.state.value, "optional": svc.optional,
+                              **(rt.health_view() if rt is not None else {})}
+        return {"name": self.name, "state": self.state.value, "started": self.started,
+                "ready": self.ready, "alive": self.alive,
+                "shutting_down": self.shutdown_requested, "draining": self._draining,
+                "services": services}
 
     @property
     def shutdown_requested(self) -> bool:
@@ -159,9 +191,12 @@ class Supervisor:
         """Start, serve until shutdown is requested, close; return the report. Never raises
         for a failed start: the report says it (exit code 1)."""
         async with anyio.create_task_group() as tg:
+            self._prepare()
             if handle_signals and threading.current_thread() is threading.main_thread():
-                self._prepare()
                 await tg.start(self._watch_signals)
+            notifier = Notifier.from_env()
+            if notifier is not None:  # only under systemd (NOTIFY_SOCKET set)
+                await tg.start(notifier.run, self)
             try:
                 if await self._start():
                     assert self._requested is not None
@@ -235,6 +270,7 @@ class Supervisor:
         self._forced = anyio.Event()
         if self._early_reason is not None:
             self._requested.set()
+        self.origin = anyio.current_time()
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         self._runtimes = {name: ServiceRuntime(svc, self) for name, svc in self._by_name.items()}
@@ -284,6 +320,7 @@ class Supervisor:
         for rt in self._runtimes.values():
             if rt.started:
                 rt.start_work()
+                await rt.start_monitor()
         self.state = SupervisorState.RUNNING
         self.emit(AllStarted(None, elapsed=self.report.startup_elapsed))
         return True
@@ -302,8 +339,9 @@ class Supervisor:
             if blocked or self.shutdown_requested:
                 why = (f"dependency {', '.join(map(repr, blocked))} did not start" if blocked
                        else "shutdown requested")
-                records[rt.name] = StartRecord(rt.name, SKIPPED, 0.0, rt.declared.start_timeout,
-                                               rt.declared.optional, why)
+                records[rt.name] = StartRecord(
+                    rt.name, SKIPPED, 0.0, rt.declared.start_timeout, optional=rt.declared.optional,
+                    error=why, began=anyio.current_time() - self.origin)
                 return
             rec = await rt.start()
             records[rt.name] = rec
@@ -332,6 +370,9 @@ class Supervisor:
 
         for rt in self._runtimes.values():
             rt.announce()
+        async with anyio.create_task_group() as tg:
+            for rt in self._runtimes.values():
+                tg.start_soon(rt.close_monitor)
         assert self._forced is not None
         if self.drain_delay and any(rt.started for rt in self._runtimes.values()):
             self._draining = True

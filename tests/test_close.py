@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 
 import anyio
 import pytest
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import ExceptionGroup
 
 from lifecycle import Service, Stage, Supervisor, every
 from lifecycle.events import Event, StageFinished
@@ -201,7 +205,7 @@ async def test_errors_in_stages_and_tasks_are_never_lost(caplog: pytest.LogCaptu
             raise KeyError("lost?")
 
         async def stop(self) -> None:
-            raise ExceptionGroup("one", [ValueError("bad stop")])
+            raise ExceptionGroup("one", [ValueError("bad stop")])  # noqa: F821 - 3.11+, or the backport
 
     async with Supervisor([Broken()], leak_check=False) as sup:
         pass

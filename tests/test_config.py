@@ -57,7 +57,7 @@ def test_stage_and_policy_validation() -> None:
         Stage("x", 0)
     with pytest.raises(ConfigError, match="reserved"):
         Stage("tasks", 1)
-    with pytest.raises(ConfigError, match="on=..."):
+    with pytest.raises(ConfigError, match=r"on=\.\.\."):
         RestartPolicy(on="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="max_restarts"):
         RestartPolicy(max_restarts=-1)
