@@ -205,7 +205,7 @@ async def test_errors_in_stages_and_tasks_are_never_lost(caplog: pytest.LogCaptu
             raise KeyError("lost?")
 
         async def stop(self) -> None:
-            raise ExceptionGroup("one", [ValueError("bad stop")])  # noqa: F821 - 3.11+, or the backport
+            raise ExceptionGroup("one", [ValueError("bad stop")])
 
     async with Supervisor([Broken()], leak_check=False) as sup:
         pass
