@@ -262,10 +262,10 @@ class Supervisor:
         return self._loop_thread is not None and threading.get_ident() == self._loop_thread
 
     def _prepare(self) -> None:
-        if self._requested is not None:
-            return
         if self.state != SupervisorState.NEW:
             raise RuntimeError(f"supervisor {self.name!r} was already used; create a new one")
+        if self._requested is not None:
+            return
         self._requested = anyio.Event()
         self._forced = anyio.Event()
         if self._early_reason is not None:

@@ -135,3 +135,22 @@ async def test_never_policy_failure_of_required_run_exits_3() -> None:
         report = await Supervisor([svc], leak_check=False).serve(handle_signals=False)
     assert len(svc.runs) == 1 and report.exit_code == 3
     assert report.failures[0].traceback.count("RuntimeError: crash #1") == 1
+
+
+async def test_a_supervisor_runs_once() -> None:
+    sup = Supervisor([Service(name="x")], leak_check=False)
+    async with sup:
+        pass
+    with pytest.raises(RuntimeError, match="already used"):
+        async with sup:
+            pass
+
+
+async def test_shutdown_requested_before_start_starts_nothing() -> None:
+    svc = Service(name="x")
+    sup = Supervisor([svc], leak_check=False)
+    sup.request_shutdown("changed my mind")
+    report = await sup.serve(handle_signals=False)
+    assert report.startup["x"].outcome == "skipped"
+    assert svc.state == ServiceState.NEW
+    assert report.exit_code == 0
