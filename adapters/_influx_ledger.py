@@ -1,0 +1,92 @@
+"""The writer's side of its spool: each operation moves the counters right after its commit.
+
+Why here and not in the service: these calls run in worker threads (through
+``anyio.to_thread.run_sync``, which finishes the call even when the awaiting task is
+cancelled), so doing the accounting inside the same call is what keeps the counters exact
+whatever is cancelled when.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ._influx_delivery import Flight
+from ._influx_stats import Counters
+from .spool import Rejected, Spool, SpoolChunk, SpoolState
+
+log = logging.getLogger("adapters.influx")
+
+
+class SpoolLedger:
+    """Spool operations with accounting, for points of ``origin`` (this writer) and of
+    earlier runs (``inherited``). ``backlog`` says the queue may hold rows to replay."""
+
+    def __init__(self, spool: Spool, counters: Counters, origin: str) -> None:
+        self.spool = spool
+        self._c = counters
+        self.origin = origin
+        self.backlog = False
+        self._opened_once = False
+
+    def open(self) -> None:
+        """Open the spool; on the first open, count what earlier runs left as inherited."""
+        first = not self._opened_once and self.spool.state is SpoolState.CLOSED
+        self.spool.open()
+        self._opened_once = True
+        if not first:
+            return
+        inherited = sum(n for origin, n in self.spool.points_by_origin().items()
+                        if origin != self.origin)
+        if inherited:
+            self._c.add(inherited=inherited)
+            self.backlog = True
+            log.info("%d point(s) from an earlier run are waiting in the spool %s", inherited,
+                     self.spool.directory)
+
+    def spill(self, lines: Sequence[bytes], *, reopen: bool = True) -> None:
+        """Buffered lines to the queue; refused ones (spool full) are counted as dropped."""
+        if not lines:
+            return
+        if reopen and self.spool.state is SpoolState.CLOSED:
+            self.open()  # a write before start() overflowed the buffer
+        result = self.spool.append(lines, origin=self.origin)
+        if result.ok:
+            self._c.add(buffered=-len(lines), in_spool=len(lines), spooled=len(lines))
+            self.backlog = True
+        else:
+            reason = "spool_full" if result.reason == "full" else (result.reason or "spool")
+            self._c.drop(len(lines), reason.split(":")[0])
+
+    def resolve_live(self, dead: list[Rejected], rest: Sequence[bytes]) -> None:
+        """After a live delivery: dead letters to their table, the undelivered rest spilled."""
+        for rejected in dead:
+            n = len(rejected.lines)
+            result = self.spool.dead_letter(rejected.lines, status=rejected.status,
+                                            reason=rejected.reason, origin=self.origin)
+            if result.ok:
+                self._c.add(buffered=-n, dead_lettered=n)
+            else:
+                self._c.drop(n, f"dead_letter_{result.reason}".split(":")[0])
+        self.spill(rest)
+
+    def settle_replay(self, chunk: SpoolChunk, flight: Flight) -> None:
+        """After a replay attempt: keep only the unresolved lines of the chunk."""
+        self.spool.settle(chunk.id, remaining=flight.rest(), rejected=flight.dead)
+        dead = len(flight.dead_lines())
+        if chunk.origin == self.origin:
+            self._c.add(in_spool=-(flight.delivered + dead), written=flight.delivered,
+                        dead_lettered=dead, replayed=flight.delivered)
+        else:
+            self._c.add(inherited_written=flight.delivered, inherited_dead_lettered=dead,
+                        replayed=flight.delivered)
+
+    def requeue(self) -> int:
+        """Every dead letter back to the queue; ours return to ``in_spool``, an earlier
+        run's count as newly inherited."""
+        moved = self.spool.requeue_dead_letters()
+        own = moved.pop(self.origin, 0)
+        self._c.add(dead_lettered=-own, in_spool=own, inherited=sum(moved.values()))
+        total = own + sum(moved.values())
+        self.backlog = self.backlog or total > 0
+        return total

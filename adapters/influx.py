@@ -1,0 +1,392 @@
+"""``InfluxWriter``: a buffered, retrying, spooling InfluxDB writer as a lifecycle service.
+
+Why not the official batching ``WriteApi``: it runs on threads that outlive ``close()``
+and retries forever (DESIGN.md, incident 1). This writer uses only ``InfluxDBClientAsync``
+(aiohttp, no threads) and adds what the async API lacks: a bounded buffer, batching,
+retries with backoff, a circuit breaker, adaptive batch sizes, and a durable SQLite spool
+for whatever cannot be delivered, replayed when the server answers again (incident 3).
+See docs/influx.md for the guarantees and the knobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.to_thread
+
+from lifecycle import ConfigError, Health, Service, Stage
+
+from ._influx_buffer import LineBuffer
+from ._influx_delivery import Deliverer, Flight
+from ._influx_http import Outcome, Poster
+from ._influx_ledger import SpoolLedger
+from ._influx_lines import LineEncoder, Record
+from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
+from ._influx_stats import Counters, InfluxStats
+from ._redact import mask_url, scrub
+from .spool import Spool, Synchronous
+
+__all__ = ["InfluxStats", "InfluxWriter", "WriterClosedError"]
+
+WhenFull = Literal["spool", "drop_oldest", "drop_newest"]
+FLUSH_MARGIN = 0.25  # seconds the flush stage leaves of its deadline
+log = logging.getLogger("adapters.influx")
+
+
+class WriterClosedError(RuntimeError):
+    """``write()`` after the writer's stop began: the points were not accepted."""
+
+
+class InfluxWriter(Service):
+    """Accepts points without blocking and gets them into InfluxDB, or into the spool.
+
+    With no ``url`` it runs in spool-only mode: everything goes to the spool, replayed by
+    a later run that has a server configured.
+    """
+
+    stop_stages = (Stage("accept", 1.0), Stage("flush", 5.0), Stage("spool", 2.0),
+                   Stage("close", 3.0))
+
+    def __init__(self, url: str | None, token: str | None = None, org: str | None = None,
+                 bucket: str | None = None, *,
+                 spool_path: str | os.PathLike[str] | None = None,
+                 batch_size: int = 5000, flush_interval: float = 1.0,
+                 max_buffer_points: int = 100_000, max_buffer_bytes: int = 32 * 2**20,
+                 when_full: WhenFull = "spool", precision: str = "ns",
+                 max_attempts: int = 5, retry_backoff: tuple[float, float] = (0.5, 30.0),
+                 retry_jitter: float = 0.5, breaker_threshold: int = 5,
+                 breaker_reset: tuple[float, float] = (5.0, 60.0),
+                 timeout: float = 10.0, connect_timeout: float = 5.0,
+                 spool_max_bytes: int = 256 * 2**20, spool_fsync: Synchronous = "full",
+                 flush_timeout: float = 5.0, spool_timeout: float = 2.0,
+                 close_timeout: float = 3.0, **service_kwargs: Any) -> None:
+        super().__init__(**service_kwargs)
+        self.url = url or None
+        if self.url and not bucket:
+            raise ConfigError(f"InfluxWriter {self.name!r}: a bucket is required with a url")
+        if when_full not in ("spool", "drop_oldest", "drop_newest"):
+            raise ConfigError(f"InfluxWriter {self.name!r}: when_full={when_full!r} is not one "
+                              "of 'spool', 'drop_oldest', 'drop_newest'")
+        if batch_size < 1 or max_buffer_points < batch_size or max_buffer_bytes < 1:
+            raise ConfigError(f"InfluxWriter {self.name!r}: needs 1 <= batch_size <= "
+                              "max_buffer_points and a positive max_buffer_bytes")
+        self._token = token or None
+        self.org = org
+        self.bucket = bucket
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_buffer_points = max_buffer_points
+        self.max_buffer_bytes = max_buffer_bytes
+        self.when_full: WhenFull = when_full
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.stop_stages = (Stage("accept", 1.0), Stage("flush", flush_timeout),
+                            Stage("spool", spool_timeout), Stage("close", close_timeout))
+        self._origin = uuid.uuid4().hex
+        path = Path(spool_path) if spool_path is not None else Path("var/spool") / self.name
+        self._c = Counters()
+        try:
+            self.spool_store = Spool(path, max_bytes=spool_max_bytes, synchronous=spool_fsync,
+                                     chunk_points=batch_size, origin=self._origin)
+            self._encoder = LineEncoder(precision)
+            retry = RetryPolicy(max_attempts, retry_backoff[0], retry_backoff[1], retry_jitter)
+            breaker = CircuitBreaker(breaker_threshold, *breaker_reset)
+        except ValueError as exc:
+            raise ConfigError(f"InfluxWriter {self.name!r}: {exc}") from None
+        self._deliverer = Deliverer(self._post, retry, breaker, BatchSizer(batch_size),
+                                    lambda: self._c.add(retried=1))
+        self._buf = LineBuffer(max_buffer_points, max_buffer_bytes)
+        self._ledger = SpoolLedger(self.spool_store, self._c, self._origin)
+        self._accepting = True
+        self._poster: Poster | None = None
+        self._wake: anyio.Event | None = None
+        self._spill_wake: anyio.Event | None = None
+        self._replay_failures = 0
+        self._replay_at = 0.0
+
+    @classmethod
+    def from_env(cls, name: str = "metrics", *, environ: Mapping[str, str] | None = None,
+                 **kwargs: Any) -> InfluxWriter:
+        """From ``INFLUXDB_URL``, ``INFLUXDB_TOKEN``, ``INFLUXDB_ORG``, ``INFLUXDB_BUCKET``
+        (and ``INFLUXDB_SPOOL_DIR``); no URL means spool-only mode."""
+        env = os.environ if environ is None else environ
+        if "spool_path" not in kwargs and env.get("INFLUXDB_SPOOL_DIR"):
+            kwargs["spool_path"] = env["INFLUXDB_SPOOL_DIR"]
+        return cls(env.get("INFLUXDB_URL") or None, env.get("INFLUXDB_TOKEN") or None,
+                   env.get("INFLUXDB_ORG") or None, env.get("INFLUXDB_BUCKET") or None,
+                   name=name, **kwargs)
+
+    def __repr__(self) -> str:
+        where = mask_url(self.url) if self.url else "spool-only"
+        token = ", token=***" if self._token else ""
+        return f"<InfluxWriter {self.name!r} {self.state.value} {where} bucket={self.bucket!r}{token}>"
+
+    def secrets(self) -> Iterable[str]:
+        return [self._token] if self._token else []
+
+    @property
+    def spool_only(self) -> bool:
+        return self.url is None
+
+    @property
+    def stats(self) -> InfluxStats:
+        """A consistent snapshot of the counters (see :class:`InfluxStats`)."""
+        return self._c.snapshot()
+
+    # ----- accepting ----------------------------------------------------------------------
+    def write(self, record: Record) -> int:
+        """Accept one record (``Point``, line protocol ``str``/``bytes`` with one or more
+        lines, or a dict); never blocks on the network. Returns the points accepted (0 when
+        ``when_full="drop_newest"`` dropped them). Raises :class:`WriterClosedError` after
+        stop began, TypeError/ValueError for what is not a point (counted as rejected)."""
+        try:
+            lines = self._encoder.encode(record)
+        except (TypeError, ValueError):
+            self._c.add(rejected=1)
+            raise
+        return self._accept(lines)
+
+    def write_many(self, records: Iterable[Record]) -> int:
+        """Accept many records at once (cheaper per point); all or, if one is invalid, none."""
+        try:
+            lines = self._encoder.encode_many(records)
+        except (TypeError, ValueError):
+            self._c.add(rejected=1)
+            raise
+        return self._accept(lines)
+
+    def _accept(self, lines: list[bytes]) -> int:
+        n = len(lines)
+        if not self._accepting:
+            self._c.add(rejected=n)
+            raise WriterClosedError(f"InfluxWriter {self.name!r} is stopping: {n} point(s) "
+                                    "refused (counted as rejected)")
+        self._c.add(accepted=n, buffered=n)
+        if self.when_full == "drop_newest":
+            kept = self._buf.fitting(lines)
+            if len(kept) < n:
+                self._c.drop(n - len(kept), "buffer_full")
+                lines = list(kept)
+        self._buf.extend(lines)
+        self._make_room()
+        if len(self._buf) >= self._deliverer.sizer.current and self._wake is not None:
+            self._wake.set()
+        if self._spill_wake is not None and self._buf.high_water():
+            self._spill_wake.set()
+        return len(lines)
+
+    def _make_room(self) -> None:
+        """Back under the cap: the oldest lines go to the spool (inline: backpressure on the
+        caller, the spiller task normally gets there first) or are dropped, by policy."""
+        while self._buf.over_cap():
+            if self.when_full == "spool":
+                self._ledger.spill(self._buf.take(self.batch_size), reopen=self._accepting)
+            else:
+                excess = max(len(self._buf) - self.max_buffer_points, 1)
+                self._c.drop(len(self._buf.take(excess)), "buffer_full")
+
+    # ----- lifecycle hooks -------------------------------------------------------------------
+    async def start(self) -> None:
+        self._accepting = True
+        self._wake = anyio.Event()
+        self._spill_wake = anyio.Event()
+        if self.url is not None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(f"InfluxWriter {self.name!r} needs asyncio: influxdb-client's "
+                                   "WriteApiAsync does not run under trio (spool-only mode does)"
+                                   ) from None
+        await anyio.to_thread.run_sync(self._ledger.open)
+        if self.url is not None and self.bucket is not None:
+            self._poster = Poster(self.url, self._token, self.org, self.bucket,
+                                  timeout=self.timeout, connect_timeout=self.connect_timeout)
+        else:
+            log.warning("%s: no InfluxDB url configured: spool-only mode (points are kept in "
+                        "%s for a later run)", self.name, self.spool_store.directory)
+
+    async def run(self) -> None:
+        """The sender and the spiller; both end (interrupted work back in the buffer) as soon
+        as shutdown is announced, so the stop stages own the final flush."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._send_loop)
+            tg.start_soon(self._spill_loop)
+            await self.wait_shutdown()
+            tg.cancel_scope.cancel()
+
+    async def check(self) -> Health:
+        """Always ok (a restart cannot fix a remote outage); says what is degraded."""
+        stats = self.stats
+        state = self._deliverer.breaker.state
+        problems = [p for p in (f"breaker {state}" if state != "closed" else "",
+                                "spool full" if self.spool_store.full else "",
+                                "spool-only mode" if self.spool_only else "") if p]
+        return Health(True, ", ".join(problems), {"buffered": stats.buffered,
+                                                   "spool_backlog": stats.spool_backlog})
+
+    async def accept(self) -> None:
+        """Stage 1: refuse new points (they raise WriterClosedError and count as rejected)."""
+        self._accepting = False
+
+    async def flush(self) -> None:
+        """Stage 2: deliver the buffer while the server answers. Ends by itself a little
+        before the stage deadline (a stalled server is not an overrun: what is left goes
+        to the spool in the next stage)."""
+        budget = max(0.0, self.stop_stages[1].timeout - FLUSH_MARGIN)
+        with anyio.move_on_after(budget):
+            while self._buf and self._poster is not None and self._deliverer.breaker.allow():
+                if not await self._send_live(self._buf.take(self._deliverer.sizer.current),
+                                             keep_rest=True):
+                    break
+
+    async def spool(self) -> None:
+        """Stage 3: whatever is still in memory goes to the spool, in one transaction."""
+        self._accepting = False
+        if self._buf:
+            await anyio.to_thread.run_sync(self._ledger.spill, self._buf.take(len(self._buf)))
+
+    async def close(self) -> None:
+        """Stage 4: close the HTTP client and the spool; count anything left as dropped."""
+        self._accepting = False
+        try:
+            if self._poster is not None:
+                poster, self._poster = self._poster, None
+                await poster.close()
+        finally:
+            left = self._buf.take(len(self._buf))
+            if left:
+                self._c.drop(len(left), "shutdown")
+                log.error("%s: %d point(s) could not be spooled before the deadline: dropped",
+                          self.name, len(left))
+            with anyio.CancelScope(shield=True):  # a checkpoint and a close: milliseconds
+                await anyio.to_thread.run_sync(self.spool_store.close)
+
+    async def stop(self) -> None:
+        """All four stages in order, for use without a Supervisor."""
+        for stage in self.stages():
+            with anyio.move_on_after(stage.timeout):
+                await getattr(self, stage.name)()
+
+    async def requeue_dead_letters(self) -> int:
+        """Move every dead letter back to the spool's queue to be replayed (e.g. after a
+        token or a schema was fixed); returns the points moved. Counters follow them."""
+        moved = await anyio.to_thread.run_sync(self._ledger.requeue)
+        if self._wake is not None:
+            self._wake.set()
+        return moved
+
+    def report_details(self) -> dict[str, Any]:
+        details = self.stats.to_dict()
+        details.update(mode="spool-only" if self.spool_only else "online",
+                       url=mask_url(self.url) if self.url else None, bucket=self.bucket,
+                       spool=str(self.spool_store.directory),
+                       spool_state=self.spool_store.state.value,
+                       breaker=self._deliverer.breaker.state,
+                       breaker_opened=self._deliverer.breaker.opened,
+                       batch_size=self._deliverer.sizer.current,
+                       last_error=scrub(self._deliverer.last_error, self.secrets()) or None)
+        return details
+
+    # ----- background work -------------------------------------------------------------------
+    async def _send_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            did = False
+            online = self._poster is not None and self._deliverer.breaker.allow()
+            size = self._deliverer.sizer.current if online else self.batch_size
+            if self._buf and (len(self._buf) >= size
+                              or time.monotonic() - self._buf.first_at >= self.flush_interval):
+                await self._ship(self._buf.take(size))
+                did = True
+            if self._replay_due():
+                did = await self._replay_once() or did
+            if not did:
+                with anyio.move_on_after(self._idle_time()):
+                    await self._wake.wait()
+                self._wake = anyio.Event()
+
+    def _idle_time(self) -> float:
+        waits = [self.flush_interval]
+        if self._buf:
+            waits.append(self._buf.first_at + self.flush_interval - time.monotonic())
+        if self._ledger.backlog and self._poster is not None:
+            waits.append(max(self._deliverer.breaker.wait(), self._replay_at - time.monotonic()))
+        return max(0.001, min(waits))
+
+    async def _spill_loop(self) -> None:
+        assert self._spill_wake is not None
+        while True:
+            await self._spill_wake.wait()
+            self._spill_wake = anyio.Event()
+            while self._buf.high_water():
+                await anyio.to_thread.run_sync(self._ledger.spill, self._buf.take(self.batch_size))
+
+    async def _ship(self, lines: list[bytes]) -> None:
+        if self._poster is None or not self._deliverer.breaker.allow():
+            await anyio.to_thread.run_sync(self._ledger.spill, lines)
+        else:
+            await self._send_live(lines, keep_rest=False)
+
+    async def _send_live(self, lines: list[bytes], *, keep_rest: bool) -> bool:
+        """Deliver fresh lines; what is left goes to the spool (or back to the buffer with
+        ``keep_rest``). Cancellation puts every unresolved line back in the buffer."""
+        flight = Flight(lines)
+        try:
+            done = await self._deliverer.deliver(
+                flight, attempts=self._deliverer.retry.max_attempts,
+                on_written=lambda n: self._c.add(buffered=-n, written=n))
+        except BaseException:
+            self._buf.unshift(flight.dead_lines() + flight.rest())
+            raise
+        rest = flight.rest()
+        if keep_rest:
+            self._buf.unshift(rest)
+            rest = []
+        if flight.dead or rest:
+            await anyio.to_thread.run_sync(self._ledger.resolve_live, flight.dead, rest)
+        return done
+
+    def _replay_due(self) -> bool:
+        return (self._ledger.backlog and self._poster is not None and self._deliverer.breaker.allow()
+                and time.monotonic() >= self._replay_at)
+
+    async def _replay_once(self) -> bool:
+        """Replay the oldest chunk(s); rows are deleted only after the server accepted them.
+        A spool error is logged and retried later (a crash here would lose the buffer)."""
+        try:
+            chunks = await anyio.to_thread.run_sync(self.spool_store.peek,
+                                                    self._deliverer.sizer.current)
+            if not chunks:
+                self._ledger.backlog = False
+                return False
+            for chunk in chunks:
+                flight = Flight(list(chunk.lines))
+                done = await self._deliverer.deliver(flight, attempts=1)
+                if flight.pos:
+                    await anyio.to_thread.run_sync(self._ledger.settle_replay, chunk, flight)
+                if not done:
+                    self._replay_later()
+                    return True
+        except (OSError, sqlite3.Error) as exc:
+            log.error("%s: replay from the spool failed: %s", self.name, exc)
+            self._replay_later()
+            return True
+        self._replay_failures = 0
+        return True
+
+    def _replay_later(self) -> None:
+        self._replay_failures += 1
+        self._replay_at = time.monotonic() + self._deliverer.retry.delay(self._replay_failures)
+
+    async def _post(self, lines: Sequence[bytes]) -> Outcome:
+        assert self._poster is not None
+        return await self._poster.post(lines)

@@ -1,0 +1,66 @@
+"""Child process for the SIGKILL tests: spool as fast as possible and say what is committed.
+
+``python tests/influx_spool_child.py spool DIR`` appends batches straight to a
+:class:`~adapters.spool.Spool`; ``... writer DIR TAG`` runs an :class:`InfluxWriter` in
+spool-only mode (no URL). Either way it prints ``committed N`` (flushed) each time N points
+are known to be committed to the spool, and never exits by itself: the parent kills it
+with SIGKILL in the middle of a write.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
+
+from adapters.spool import Spool
+
+BATCH = 2000
+
+
+def line(tag: str, i: int, base_ns: int) -> bytes:
+    return f"sigkill,test={tag} value={i}i {base_ns + i * 1_000_000}".encode()
+
+
+def run_spool(directory: str) -> None:
+    spool = Spool(directory, synchronous="normal").open()
+    base = time.time_ns()
+    done = 0
+    while True:
+        result = spool.append([line("spool", done + k, base) for k in range(BATCH)])
+        assert result.ok, result
+        done += BATCH
+        print(f"committed {done}", flush=True)
+
+
+def run_writer(directory: str, tag: str) -> None:
+    import anyio
+
+    from adapters.influx import InfluxWriter
+    from lifecycle import Supervisor
+
+    async def main() -> None:
+        writer = InfluxWriter(None, None, None, None, name="metrics", spool_path=directory,
+                              flush_interval=0.01, batch_size=BATCH)
+        base = time.time_ns() - 3_600_000_000_000
+        async with Supervisor([writer], shutdown_timeout=15.0):
+            i = 0
+            last = -1
+            while True:
+                writer.write_many([line(tag, i + k, base) for k in range(BATCH)])
+                i += BATCH
+                await anyio.sleep(0.005)
+                spooled = writer.stats.in_spool
+                if spooled != last:
+                    print(f"committed {spooled}", flush=True)
+                    last = spooled
+
+    anyio.run(main)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "spool":
+        run_spool(sys.argv[2])
+    else:
+        run_writer(sys.argv[2], sys.argv[3])
