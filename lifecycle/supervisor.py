@@ -423,4 +423,5 @@ class Supervisor:
         settle = min(float(self._leaks.settle), max(remaining, 0.1), 1.0)
         if not math.isfinite(settle):
             settle = 0.1
-        self.report.leaks = await self._leaks.finish(settle=settle)
+        leaks = await self._leaks.finish(settle=settle)
+        self.report.leaks = leaks.redact(self._secrets) if self._secrets else leaks
