@@ -17,8 +17,9 @@ import anyio
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 
+from lifecycle.redact import scrub
+
 from ._influx_policy import parse_retry_after
-from ._redact import scrub
 
 Verdict = Literal["ok", "retry", "too_large", "rejected"]
 

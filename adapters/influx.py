@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from lifecycle import ConfigError, Health, Service, Stage
+from lifecycle.redact import mask_url, scrub
 
 from ._influx_buffer import LineBuffer
 from ._influx_delivery import Deliverer, Flight
@@ -32,7 +33,6 @@ from ._influx_ledger import SpoolLedger
 from ._influx_lines import LineEncoder, Record
 from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
 from ._influx_stats import Counters, InfluxStats
-from ._redact import mask_url, scrub
 from .spool import Spool, Synchronous
 
 __all__ = ["InfluxStats", "InfluxWriter", "WriterClosedError"]

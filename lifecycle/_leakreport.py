@@ -18,6 +18,7 @@ from typing import Any
 from lifecycle import _threadhook as hook
 from lifecycle._context import current_service
 from lifecycle._threadhook import Origin, ThreadError, display_path
+from lifecycle.redact import scrub
 
 _QUIET = frozenset({"threading", "trio._core._traps"})  # not what "still in" should name
 
@@ -202,16 +203,14 @@ class LeakReport:
 
     def redact(self, secrets: Iterable[str]) -> LeakReport:
         """A copy with every occurrence of ``secrets`` in any text replaced by ``***``."""
-        words = sorted((s for s in secrets if s), key=len, reverse=True)
+        words = [s for s in secrets if s]
         scrubbed: LeakReport = _scrub(self, words) if words else self
         return scrubbed
 
 
 def _scrub(value: Any, words: list[str]) -> Any:
     if isinstance(value, str):
-        for word in words:
-            value = value.replace(word, "***")
-        return value
+        return scrub(value, words)
     if isinstance(value, tuple):
         return tuple(_scrub(v, words) for v in value)
     if is_dataclass(value) and not isinstance(value, type):

@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from anyio import RunFinishedError
 
+from . import redact
 from ._bounded import OK, SKIPPED, Jobs, unwrap
 from ._runtime import ServiceRuntime
 from .errors import ConfigError, StartupError
@@ -231,18 +231,10 @@ class Supervisor:
                 log.exception("lifecycle event listener %r failed", listener)
 
     def scrub(self, text: str | None) -> str | None:
-        if not text:
-            return text
-        for secret in self._secrets:
-            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
-        return text
+        return redact.scrub(text, self._secrets) if text else text
 
     def describe(self, exc: BaseException | None) -> str | None:
-        if exc is None:
-            return None
-        exc = unwrap(exc)
-        text = str(exc)
-        return self.scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+        return None if exc is None else redact.describe_error(unwrap(exc), self._secrets)
 
     def record_failure(self, service: str, where: str, exc: BaseException, action: str = "") -> None:
         """Log (with traceback) and record an exception; callable from any thread."""

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import anyio
 import pytest
 
 from lifecycle import Service, Supervisor
@@ -83,10 +82,6 @@ async def test_a_clean_app_reports_no_leaks_and_waits_for_nothing() -> None:
     class Tidy(Service):
         async def start(self) -> None:
             self.worker = self.spawn_thread(lambda stop: stop.wait(30), name="worker")
-
-        @staticmethod
-        async def tick() -> None:
-            await anyio.sleep(0)
 
     async with Supervisor([Tidy()]) as sup:
         pass

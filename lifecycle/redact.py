@@ -1,6 +1,7 @@
 """Keep secrets (passwords, tokens) out of every text we produce.
 
-Two tools, both generic so every adapter can share them:
+The supervisor scrubs everything it records with the strings services return from
+``secrets()``; adapters use the same functions for their own messages and reprs.
 
 - :func:`mask_url` hides the password of a URL or DSN (``postgresql://user:***@host/db``)
   and the values of query parameters that carry credentials (``?password=``, ``?token=``).
@@ -10,10 +11,15 @@ Two tools, both generic so every adapter can share them:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 MASK = "***"
+
+#: A secret shorter than this is masked only where it stands as a whole word: masking every
+#: "t" of a message for a one-letter token destroys the message and protects nothing.
+SHORT_SECRET = 4
 
 #: Query parameters whose value is a credential (compared case-insensitively).
 SECRET_PARAMS = frozenset(
@@ -97,7 +103,10 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         forms.update(secret_forms(secret))
     for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, MASK)
+        if len(form) >= SHORT_SECRET:
+            text = text.replace(form, MASK)
+        else:
+            text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", MASK, text)
     return text
 
 
@@ -109,5 +118,12 @@ def describe_error(exc: BaseException, secrets: Iterable[str]) -> str:
 
 
 def contains_secret(text: str, secrets: Iterable[str]) -> bool:
-    """True when ``text`` holds any form of any of ``secrets``."""
-    return any(form in text for secret in secrets for form in secret_forms(secret))
+    """True when ``text`` holds any form of any of ``secrets`` (as :func:`scrub` sees them)."""
+    secrets = list(secrets)
+    return bool(secrets) and scrub(text, secrets) != text
+
+
+def safe_cause(exc: BaseException, secrets: Iterable[str]) -> BaseException | None:
+    """``exc`` to chain (``raise ... from``) as a cause, or None when its text would reveal
+    a secret: a chained exception is printed whole in every traceback."""
+    return None if contains_secret(f"{exc!s} {exc!r}", list(secrets)) else exc
