@@ -20,9 +20,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from ._bounded import OK
+from ._bounded import OK, now
 from .events import HealthAlert, HealthRestored, ServiceRecovering
 from .health import Health
 from .report import RestartRecord
@@ -64,14 +62,14 @@ class Monitor:
         rt = self.rt
         svc = rt.active
         core = rt.core
-        grace_until = anyio.current_time() + svc.grace_period
+        grace_until = now() + svc.grace_period
         while await rt.monitor_sleep(svc.check_interval):
             res = await core.jobs.run(svc.check, deadline=svc.check_timeout, context=rt.context,
                                       label=f"{rt.name}.check")
             healthy, reason = _verdict(res.outcome, res.value, core.describe(res.error), svc)
             self.checks += 1
-            self.healthy, self.reason, self.checked_at = healthy, reason, anyio.current_time()
-            if anyio.current_time() < grace_until:
+            self.healthy, self.reason, self.checked_at = healthy, reason, now()
+            if now() < grace_until:
                 self.ignored += 1  # a new resource is not judged before it could initialise
                 continue
             if healthy:
@@ -88,7 +86,7 @@ class Monitor:
                 log.warning("service %r is unhealthy: %s", rt.name, reason)
             if self.failures < svc.failure_threshold:
                 continue
-            if not rt.budget.try_take(anyio.current_time()):
+            if not rt.budget.try_take(now()):
                 policy = svc.restart
                 why = f"more than {policy.max_restarts} recoveries/restarts in {policy.window:g}s"
                 rt.escalate("health", RuntimeError(f"unhealthy: {reason}"), why)
@@ -96,7 +94,7 @@ class Monitor:
             if not await self.recover(reason):
                 return
             self.failures = 0
-            grace_until = anyio.current_time() + svc.grace_period
+            grace_until = now() + svc.grace_period
             if not await rt.monitor_sleep(svc.cooldown):
                 return
 
@@ -107,7 +105,7 @@ class Monitor:
         self.recoveries += 1
         method = "recover" if has_recover(svc) else "restart"
         rt.core.emit(ServiceRecovering(rt.name, attempt=self.recoveries, method=method, reason=reason))
-        began = anyio.current_time()
+        began = now()
         if method == "recover":
             res = await rt.core.jobs.run(svc.recover, deadline=svc.start_timeout,  # type: ignore[attr-defined]
                                          context=rt.context, label=f"{rt.name}.recover")

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._bounded import ABANDON_GRACE, ABANDONED, ERROR, OK, SKIPPED, TIMEOUT, Jobs, Result, unwrap
+from ._bounded import ABANDON_GRACE, ABANDONED, ERROR, OK, SKIPPED, TIMEOUT, Jobs, Result, now, unwrap
 from ._context import current_service
 from ._monitor import Monitor, has_check
 from ._work import OwnedThreads, WorkHost, thread_stacks
@@ -30,7 +30,7 @@ class Core(Protocol):
 
     jobs: Jobs
     report: LifecycleReport
-    origin: float  # anyio.current_time() when the supervisor began; report offsets count from it
+    origin: float  # now() when the supervisor began; report offsets count from it
 
     def emit(self, event: Event) -> None: ...
     def scrub(self, text: str | None) -> str | None: ...
@@ -60,7 +60,8 @@ class ServiceRuntime:
         self.stopped_for_restart = False
         self.monitor: Monitor | None = None
         self._monitor_host: WorkHost | None = None
-        self._monitor_stop = anyio.Event()
+        self._monitor_stop: anyio.Event | None = None  # only for services with a check()
+        self._closing = False
 
     @property
     def candidates(self) -> tuple[Service, ...]:
@@ -98,21 +99,23 @@ class ServiceRuntime:
     # ----- start ----------------------------------------------------------------------
     async def start(self) -> StartRecord:
         """Try each candidate under its own deadline; the first that starts is the service."""
-        began = anyio.current_time()
+        began = now()
         attempts: list[Attempt] = []
         chain = len(self.candidates) > 1 or self.declared is not self.candidates[0]
         for cand in self.candidates:
             if self.core.shutdown_requested:
                 break
             cand._rt = self
-            cand._stop_event()
             cand.state = ServiceState.STARTING
             self.active = cand
             self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None))
             self.host = WorkHost(self.name, self._task_failed)
             await self.host.open(self.context)
-            res = await self.core.jobs.run(cand.start, deadline=cand.start_timeout,
-                                           context=self.context, label=f"{self.name}.start")
+            if type(cand).start is Service.start:
+                res = Result(OK, 0.0)  # the inherited no-op
+            else:
+                res = await self.core.jobs.run(cand.start, deadline=cand.start_timeout,
+                                               context=self.context, label=f"{self.name}.start")
             error = self._explain(res, "start()", cand.start_timeout)
             attempts.append(Attempt(cand.name, res.outcome, res.elapsed, error,
                                     self.core.scrub(res.stack)))
@@ -129,7 +132,7 @@ class ServiceRuntime:
         last = attempts[-1] if attempts else Attempt(self.name, SKIPPED, 0.0, "shutdown requested")
         return StartRecord(
             service=self.name, outcome=OK if self.started else last.outcome,
-            elapsed=anyio.current_time() - began, deadline=self.declared.start_timeout,
+            elapsed=now() - began, deadline=self.declared.start_timeout,
             began=began - self.core.origin,
             optional=self.declared.optional, error=None if self.started else last.error,
             stack=None if self.started else last.stack,
@@ -138,7 +141,7 @@ class ServiceRuntime:
 
     async def _discard(self, cand: Service) -> None:
         """A failed attempt: stop what it spawned at once, so the next candidate starts clean."""
-        cand._stop_event().set()
+        cand._announce_stop()
         self.threads.announce()
         if self.host is not None:
             await self.host.close(0.0, ABANDON_GRACE)
@@ -193,7 +196,7 @@ class ServiceRuntime:
                 elif where == "run" and not svc.optional:
                     self.core.request_shutdown(f"run() of {self.name!r} returned")
                 return
-            if not self.budget.try_take(anyio.current_time()):
+            if not self.budget.try_take(now()):
                 why = f"more than {policy.max_restarts} restarts in {policy.window:g}s"
                 self.escalate(where, error if failed else RuntimeError(f"{where} kept ending"), why)
                 return
@@ -202,7 +205,7 @@ class ServiceRuntime:
             reason = self.core.describe(error) if failed else "ended"
             if failed:
                 self.core.record_failure(self.name, where, error, f"restart #{attempt} in {delay:.2f}s")
-            offset = anyio.current_time() - self.core.origin
+            offset = now() - self.core.origin
             self.core.report.restarts.append(
                 RestartRecord(self.name, where, attempt, delay, reason or "", began=offset))
             self.core.emit(ServiceRestarting(self.name, where=where, attempt=attempt, delay=delay))
@@ -228,13 +231,14 @@ class ServiceRuntime:
         if not has_check(self.active):
             return
         self.monitor = Monitor(self)
+        self._monitor_stop = anyio.Event()
         self._monitor_host = WorkHost(f"{self.name}.monitor", self._task_failed)
         await self._monitor_host.open(self.context)
         self._monitor_host.spawn(self.monitor.run, (), "health")
 
     async def monitor_sleep(self, seconds: float) -> bool:
         """Sleep unless the close began; True when the full time passed."""
-        if self._monitor_stop.is_set():
+        if self._closing or self._monitor_stop is None:
             return False
         with anyio.move_on_after(seconds):
             await self._monitor_stop.wait()
@@ -243,7 +247,6 @@ class ServiceRuntime:
 
     async def close_monitor(self) -> None:
         """First thing at close: no check or recovery may race with the stop stages."""
-        self._monitor_stop.set()
         if self._monitor_host is not None:
             host, self._monitor_host = self._monitor_host, None
             await host.close(0.0, ABANDON_GRACE)
@@ -251,14 +254,14 @@ class ServiceRuntime:
     async def restart(self) -> tuple[str, str | None]:
         """Stop this service (tasks, stages) and start it again; for health recovery."""
         svc = self.active
-        svc._stop_event().set()
+        svc._announce_stop()
         self.threads.announce()
         stops = await self.close(lambda: math.inf, lambda: self.core.shutdown_requested)
         self.stopped_for_restart = True
         bad = [r for r in stops.values() if not r.clean]
         if self.core.shutdown_requested:
             return SKIPPED, "shutdown began during the restart"
-        svc._stop = anyio.Event()
+        svc._announce_stop(False)
         self.threads = OwnedThreads()
         self.closed = False
         svc.state = ServiceState.STARTING
@@ -279,8 +282,10 @@ class ServiceRuntime:
 
     # ----- close ----------------------------------------------------------------------
     def announce(self) -> None:
-        self._monitor_stop.set()
-        self.active._stop_event().set()
+        self._closing = True
+        if self._monitor_stop is not None:
+            self._monitor_stop.set()
+        self.active._announce_stop()
         self.threads.announce()
 
     async def close(self, remaining: Callable[[], float],
@@ -290,7 +295,7 @@ class ServiceRuntime:
         if svc.state != ServiceState.FAILED:
             svc.state = ServiceState.STOPPING
         stages = svc.stages()
-        began = anyio.current_time()
+        began = now()
         records: dict[str, StageRecord] = {}
         if self.host is not None:
             host, self.host = self.host, None
@@ -310,15 +315,19 @@ class ServiceRuntime:
                                                    why)
                 continue
             deadline = min(stage.timeout, budget)
-            res = await self.core.jobs.run(getattr(svc, stage.name), deadline=deadline,
-                                           context=self.context, label=f"{self.name}.{stage.name}")
+            method = getattr(svc, stage.name)
+            if getattr(method, "__func__", None) is Service.stop:
+                res = Result(OK, 0.0)  # the inherited no-op: nothing to run or bound
+            else:
+                res = await self.core.jobs.run(method, deadline=deadline, context=self.context,
+                                               label=f"{self.name}.{stage.name}")
             records[stage.name] = self._record(stage.name, stage.timeout, res,
                                                self._explain(res, f"{stage.name}()", deadline))
         if self.threads.items:
             own_end = began + sum(s.timeout for s in stages)
-            t0 = anyio.current_time()
+            t0 = now()
             alive = await self.threads.join(min(own_end - t0, remaining()), forced)
-            res = Result(ABANDONED if alive else OK, anyio.current_time() - t0,
+            res = Result(ABANDONED if alive else OK, now() - t0,
                          stack=thread_stacks(alive) if alive else None)
             why = f"{len(alive)} thread(s) would not end: " + ", ".join(t.name for t in alive)
             records["threads"] = self._record("threads", own_end - began, res, why if alive else None)
@@ -330,7 +339,7 @@ class ServiceRuntime:
     def _record(self, stage: str, deadline: float, res: Result, error: str | None = None) -> StageRecord:
         if error is None and res.error is not None:
             error = self.core.describe(res.error)
-        began = anyio.current_time() - res.elapsed - self.core.origin
+        began = now() - res.elapsed - self.core.origin
         rec = StageRecord(self.name, stage, deadline, res.elapsed, res.outcome,
                           self.core.scrub(error), self.core.scrub(res.stack), began)
         self.core.emit(StageFinished(self.name, stage=stage, outcome=res.outcome,

@@ -124,14 +124,21 @@ def display_path(filename: str) -> str:
     return filename
 
 
-def capture(frame: FrameType | None) -> tuple[Site | None, tuple[Site, ...]]:
-    """Walk outwards from ``frame``: the first user frame and a short stack."""
+def capture(frame: FrameType | None,
+            internal: frozenset[str] = frozenset()) -> tuple[Site | None, tuple[Site, ...]]:
+    """Walk outwards from ``frame``: the first user frame and a short stack.
+
+    Reaching a file in ``internal`` first ends the walk with no site: the thing was made by
+    the supervisor's own machinery, whose creation site tells a user nothing.
+    """
     stack: list[Site] = []
     site: Site | None = None
     fallback: Site | None = None
     walked = 0
     while frame is not None and walked < MAX_WALK:
         code = frame.f_code
+        if code.co_filename in internal:
+            return None, ()
         kind = _kinds.get(code.co_filename)
         if kind is None:
             kind = _classify(code.co_filename)
@@ -173,10 +180,22 @@ def origin_of(thread: threading.Thread) -> Origin | None:
     return getattr(thread, _ORIGIN_ATTR, None)
 
 
-def capture_origin(owner: str | None) -> Origin:
+#: The supervisor's own task bodies. Their creation site says nothing to a user (it is
+#: always the supervisor), so it is not captured: a stack walk per task was most of the
+#: cost of starting and stopping a thousand services.
+_INTERNAL_CODE = frozenset(
+    os.path.join(os.path.dirname(__file__), name)
+    for name in ("_bounded.py", "_work.py", "_runtime.py", "supervisor.py", "_monitor.py"))
+
+
+def capture_origin(owner: str | None, coro: Any = None) -> Origin:
     """Origin of something created by the caller's caller (used for tasks)."""
-    site, stack = capture(sys._getframe(2))
-    return Origin(owner if owner is not None else _owner_now(), site, stack)
+    owner = owner if owner is not None else _owner_now()
+    code = getattr(coro, "cr_code", None)
+    if code is not None and code.co_filename in _INTERNAL_CODE:
+        return Origin(owner, None, ())
+    site, stack = capture(sys._getframe(2), _INTERNAL_CODE)
+    return Origin(owner, site, stack)
 
 
 # -- installing and removing ----------------------------------------------------------
@@ -334,7 +353,8 @@ class _TaskHook:
 
             class _Spawned(trio.abc.Instrument):
                 def task_spawned(self, task: trio.lowlevel.Task) -> None:
-                    task_origins[task] = capture_origin(task.context.get(current_service))
+                    task_origins[task] = capture_origin(task.context.get(current_service),
+                                                        task.coro)
 
             self.instrument = _Spawned()
             trio.lowlevel.add_instrument(self.instrument)
@@ -344,7 +364,7 @@ class _TaskHook:
         task = make(loop, coro, **kw)
         context = kw.get("context")
         owner = context.get(current_service) if context is not None else None
-        task_origins[task] = capture_origin(owner)
+        task_origins[task] = capture_origin(owner, coro)
         return task
 
     def remove(self) -> None:

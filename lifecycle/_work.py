@@ -13,10 +13,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from ._bounded import ABANDONED, CANCELLED, ERROR, OK, Job, Result, coroutine_stack
-
-#: How long our own plumbing may take to come up before something is badly wrong.
-_SETUP_DEADLINE = 5.0
+from ._bounded import ABANDONED, CANCELLED, ERROR, OK, Job, Result, coroutine_stack, now
 
 
 class WorkHost:
@@ -30,36 +27,52 @@ class WorkHost:
         self._label = label
         self._on_error = on_error
         self._tg: anyio.abc.TaskGroup | None = None
-        self._ready = anyio.Event()
-        self._release = anyio.Event()
-        self._changed = anyio.Event()
+        self._release: anyio.Event | None = None  # both made with the host task, if ever
+        self._changed: anyio.Event | None = None
+        self._closed = False
         self._running: dict[int, tuple[str, object]] = {}
         self._next_key = 0
         self._interrupted = False
         self._job: Job | None = None
+        self._context: contextvars.Context | None = None
+        self._pending: list[tuple[int, Callable[..., Awaitable[Any]], tuple[Any, ...], str]] = []
         self.spawned = 0
 
     async def open(self, context: contextvars.Context) -> None:
-        self._job = Job(self._host, (), f"{self._label}.tasks")
-        self._job.start(context)
-        with anyio.fail_after(_SETUP_DEADLINE):
-            await self._ready.wait()
+        """Remember the context; the host task starts with the first spawn (most services
+        never spawn anything, and a task per service is most of what a start costs)."""
+        self._context = context
 
     async def _host(self) -> None:
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            self._ready.set()
+            pending, self._pending = self._pending, []
+            for call in pending:
+                self._start(tg, *call)
+            assert self._release is not None
             await self._release.wait()
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None:
-        if self._tg is None or self._release.is_set():
+        if self._closed:
             raise RuntimeError(f"service {self._label!r} cannot spawn {name!r}: its tasks are "
                                "already closed")
+        if self._job is None:
+            assert self._context is not None, "open() first"
+            self._release, self._changed = anyio.Event(), anyio.Event()
+            self._job = Job(self._host, (), f"{self._label}.tasks")
+            self._job.start(self._context)
         key = self._next_key
         self._next_key += 1
         self.spawned += 1
         self._running[key] = (name, None)
-        self._tg.start_soon(self._wrap, key, fn, args, name, name=f"{self._label}.{name}")
+        if self._tg is None:
+            self._pending.append((key, fn, args, name))  # the host task starts them
+        else:
+            self._start(self._tg, key, fn, args, name)
+
+    def _start(self, tg: anyio.abc.TaskGroup, key: int, fn: Callable[..., Awaitable[Any]],
+               args: tuple[Any, ...], name: str) -> None:
+        tg.start_soon(self._wrap, key, fn, args, name, name=f"{self._label}.{name}")
 
     async def _wrap(self, key: int, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
                     name: str) -> None:
@@ -71,12 +84,14 @@ class WorkHost:
             self._on_error(name, exc)
         finally:
             del self._running[key]
-            self._changed.set()
+            if self._changed is not None:
+                self._changed.set()
 
     def interrupt(self) -> None:
         """A forced shutdown: stop waiting for tasks to end by themselves."""
         self._interrupted = True
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
 
     def stacks(self) -> str:
         return "".join(f"task {name}:\n{coroutine_stack(coro)}"
@@ -84,17 +99,20 @@ class WorkHost:
 
     async def close(self, deadline: float, grace: float) -> Result:
         """Give the tasks ``deadline`` seconds to end, then cancel, then abandon."""
-        began = anyio.current_time()
+        began = now()
+        self._closed = True
+        if self._job is None or self._release is None:  # nothing was ever spawned
+            return Result(OK, 0.0)
         end = began + deadline
         while self._running and not self._interrupted:
-            remaining = end - anyio.current_time()
+            remaining = end - now()
             if remaining <= 0:
                 break
             with anyio.move_on_after(remaining):
+                assert self._changed is not None
                 await self._changed.wait()
             self._changed = anyio.Event()
         self._release.set()
-        assert self._job is not None
         stack = None
         names = ""
         if self._running:
@@ -103,7 +121,7 @@ class WorkHost:
             self._job.cancel()
         with anyio.move_on_after(grace):
             await self._job.done.wait()
-        elapsed = anyio.current_time() - began
+        elapsed = now() - began
         if not self._job.done.is_set():
             return Result(ABANDONED, elapsed, RuntimeError(f"task(s) ignored cancellation: {names}"),
                           stack)
@@ -154,10 +172,10 @@ class OwnedThreads:
         Polls with a growing interval (1 ms to 50 ms): a thread cannot wake the event loop
         safely once the loop may be gone, and polling costs nothing measurable here.
         """
-        end = anyio.current_time() + deadline
+        end = now() + deadline
         delay = 0.001
         while alive := self.alive():
-            remaining = end - anyio.current_time()
+            remaining = end - now()
             if remaining <= 0 or interrupted():
                 return alive
             await anyio.sleep(min(delay, remaining))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 
+from ._bounded import now
 from .errors import ConfigError
 from .every import EverySpec, loop_spec
 from .health import Health
@@ -95,7 +96,8 @@ class Service:
                 setattr(self, attr, value)
         self.state = ServiceState.NEW
         self._rt: ServiceRuntime | None = None
-        self._stop: anyio.Event | None = None
+        self._stop: anyio.Event | None = None  # made on first wait: most services never wait
+        self._stopping = False
         self._logger: logging.Logger | None = None
 
     def __repr__(self) -> str:
@@ -148,22 +150,32 @@ class Service:
     @property
     def shutting_down(self) -> bool:
         """True once shutdown was announced: loops should finish their iteration and return."""
-        return self._stop is not None and self._stop.is_set()
+        return self._stopping
 
     def _stop_event(self) -> anyio.Event:
         if self._stop is None:
             self._stop = anyio.Event()
+            if self._stopping:
+                self._stop.set()
         return self._stop
+
+    def _announce_stop(self, stopping: bool = True) -> None:
+        """Shutdown begins for this service (or, with False, it is started afresh)."""
+        self._stopping = stopping
+        if stopping and self._stop is not None:
+            self._stop.set()
+        elif not stopping:
+            self._stop = None
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, waking at once on shutdown. True when the full time passed.
 
         Use as ``while await self.sleep(5): ...``.
         """
-        event = self._stop_event()
-        if event.is_set():
+        if self._stopping:
             await anyio.lowlevel.checkpoint()
             return False
+        event = self._stop_event()
         with anyio.move_on_after(seconds):
             await event.wait()
             return False
@@ -181,10 +193,10 @@ class Service:
         """
         if not interval > 0:
             raise ValueError(f"ticks(interval) must be positive, got {interval!r}")
-        next_at = anyio.current_time() + (0.0 if immediate else interval)
+        next_at = now() + (0.0 if immediate else interval)
         count = 0
         while True:
-            delay = next_at - anyio.current_time()
+            delay = next_at - now()
             if delay > 0:
                 if not await self.sleep(delay):
                     return
@@ -192,10 +204,10 @@ class Service:
                 return
             yield count
             count += 1
-            now = anyio.current_time()
+            current = now()
             next_at += interval
-            if next_at <= now:  # the body overran: skip to the next slot in the future
-                next_at += interval * ((now - next_at) // interval + 1)
+            if next_at <= current:  # the body overran: skip to the next slot in the future
+                next_at += interval * ((current - next_at) // interval + 1)
 
     def spawn(self, async_fn: Callable[..., Awaitable[Any]], *args: Any,
               name: str | None = None) -> None:

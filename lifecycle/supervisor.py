@@ -20,7 +20,7 @@ import anyio.lowlevel
 from anyio import RunFinishedError
 
 from . import redact
-from ._bounded import OK, SKIPPED, Jobs, unwrap
+from ._bounded import OK, SKIPPED, Jobs, now, unwrap
 from ._runtime import ServiceRuntime
 from .errors import ConfigError, StartupError
 from .events import (
@@ -244,7 +244,7 @@ class Supervisor:
         log.error("service %r %s failed: %s%s\n%s", service, where, error,
                   f" ({action})" if action else "", tb.rstrip())
         self.report.failures.append(
-            FailureRecord(service, where, error, tb, anyio.current_time() if self._on_loop() else 0.0,
+            FailureRecord(service, where, error, tb, now() if self._on_loop() else 0.0,
                           action))
         if self._on_loop():
             self.emit(ServiceFailed(service, where=where, error=error, action=action))
@@ -262,7 +262,7 @@ class Supervisor:
         self._forced = anyio.Event()
         if self._early_reason is not None:
             self._requested.set()
-        self.origin = anyio.current_time()
+        self.origin = now()
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         self._runtimes = {name: ServiceRuntime(svc, self) for name, svc in self._by_name.items()}
@@ -294,8 +294,9 @@ class Supervisor:
         self._prepare()
         self.state = SupervisorState.STARTING
         self._begin_leak_check()
-        began = anyio.current_time()
-        done = {name: anyio.Event() for name in self._runtimes}
+        began = now()
+        awaited = {dep for svc in self._by_name.values() for dep in svc.depends_on}
+        done = {name: anyio.Event() for name in awaited}  # only what someone waits for
         records: dict[str, StartRecord] = {}
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._interrupt_starts_on_request)
@@ -304,7 +305,7 @@ class Supervisor:
                     starters.start_soon(self._start_one, rt, done, records)
             tg.cancel_scope.cancel()
         self.report.startup = {name: records[name] for name in self._runtimes}
-        self.report.startup_elapsed = anyio.current_time() - began
+        self.report.startup_elapsed = now() - began
         if self.shutdown_requested or self.report.startup_failed:
             if not self.shutdown_requested:
                 self.request_shutdown("startup failed")
@@ -326,14 +327,15 @@ class Supervisor:
                          records: dict[str, StartRecord]) -> None:
         try:
             for dep in rt.declared.depends_on:
-                await done[dep].wait()  # bounded: every start has a deadline
+                if not done[dep].is_set():  # wait() on a set event still yields a loop turn
+                    await done[dep].wait()  # bounded: every start has a deadline
             blocked = [d for d in rt.declared.depends_on if not self._runtimes[d].started]
             if blocked or self.shutdown_requested:
                 why = (f"dependency {', '.join(map(repr, blocked))} did not start" if blocked
                        else "shutdown requested")
                 records[rt.name] = StartRecord(
                     rt.name, SKIPPED, 0.0, rt.declared.start_timeout, optional=rt.declared.optional,
-                    error=why, began=anyio.current_time() - self.origin)
+                    error=why, began=now() - self.origin)
                 return
             rec = await rt.start()
             records[rt.name] = rec
@@ -345,7 +347,8 @@ class Supervisor:
             if not rt.declared.optional and not self.shutdown_requested:
                 self.request_shutdown(f"required service {rt.name!r} failed to start")
         finally:
-            done[rt.name].set()
+            if rt.name in done:
+                done[rt.name].set()
 
     async def _close(self) -> None:
         """The cascading close: announce, stop in reverse dependency order, check leaks, report."""
@@ -353,18 +356,19 @@ class Supervisor:
             return
         self._closed = True
         self.state = SupervisorState.STOPPING
-        began = anyio.current_time()
+        began = now()
         end = began + self.shutdown_timeout
         self.request_shutdown("closing")
 
         def remaining() -> float:
-            return end - anyio.current_time()
+            return end - now()
 
         for rt in self._runtimes.values():
             rt.announce()
         async with anyio.create_task_group() as tg:
             for rt in self._runtimes.values():
-                tg.start_soon(rt.close_monitor)
+                if rt._monitor_host is not None:
+                    tg.start_soon(rt.close_monitor)
         assert self._forced is not None
         if self.drain_delay and any(rt.started for rt in self._runtimes.values()):
             self._draining = True
@@ -372,17 +376,17 @@ class Supervisor:
                 await self._forced.wait()
             self._draining = False
         started = [rt for rt in self._runtimes.values() if rt.started]
-        stopped = {rt.name: anyio.Event() for rt in started}
+        stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
         async with anyio.create_task_group() as tg:
             for rt in started:
                 tg.start_soon(self._close_one, rt, stopped, remaining)
         self.report.details = {rt.name: rt.active.report_details() for rt in started
                                if rt.active.report_details()}
         await self._finish_leak_check(remaining())
-        self.report.shutdown_elapsed = anyio.current_time() - began
+        self.report.shutdown_elapsed = now() - began
         self.state = SupervisorState.STOPPED
-        if self._log_report:
-            level = logging.INFO if self.report.ok else logging.WARNING
+        level = logging.INFO if self.report.ok else logging.WARNING
+        if self._log_report and log.isEnabledFor(level):
             log.log(level, "%s", self.report.format())
         self.emit(Stopped(None, exit_code=int(self.report.exit_code), ok=self.report.ok))
 
@@ -390,7 +394,7 @@ class Supervisor:
                          remaining: Callable[[], float]) -> None:
         try:
             for dependent in self._dependents[rt.name]:
-                if dependent in stopped:
+                if dependent in stopped and not stopped[dependent].is_set():
                     await stopped[dependent].wait()  # bounded: every stage has a deadline
             assert self._forced is not None
             forced = self._forced
@@ -398,7 +402,8 @@ class Supervisor:
             self.report.shutdown[rt.name] = records
             self.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values())))
         finally:
-            stopped[rt.name].set()
+            if rt.name in stopped:
+                stopped[rt.name].set()
 
     def _begin_leak_check(self) -> None:
         if self._leak_option is False or self._leak_option is None:

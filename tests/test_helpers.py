@@ -65,7 +65,7 @@ async def test_ticks_are_fixed_rate_and_skip_missed_slots() -> None:
 async def test_sleep_and_ticks_before_and_after_shutdown() -> None:
     svc = Service(name="plain")
     assert await svc.sleep(0.001) is True
-    svc._stop_event().set()
+    svc._announce_stop()
     assert svc.shutting_down
     assert await svc.sleep(3600) is False
     assert [n async for n in svc.ticks(3600)] == []
