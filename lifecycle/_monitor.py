@@ -77,13 +77,11 @@ class Monitor:
                 if self.in_incident:
                     self.in_incident = False
                     core.emit(HealthRestored(rt.name, recoveries=self.recoveries))
-                    log.info("service %r is healthy again", rt.name)
                 continue
             self.failures += 1
             if not self.in_incident:
                 self.in_incident = True
                 core.emit(HealthAlert(rt.name, reason=reason, failures=self.failures))
-                log.warning("service %r is unhealthy: %s", rt.name, reason)
             if self.failures < svc.failure_threshold:
                 continue
             if not rt.budget.try_take(now()):

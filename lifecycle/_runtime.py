@@ -342,9 +342,7 @@ class ServiceRuntime:
         began = now() - res.elapsed - self.core.origin
         rec = StageRecord(self.name, stage, deadline, res.elapsed, res.outcome,
                           self.core.scrub(error), self.core.scrub(res.stack), began)
+        # one log line per overrun as it happens: the StageFinished event's (lifecycle.logs)
         self.core.emit(StageFinished(self.name, stage=stage, outcome=res.outcome,
                                      elapsed=res.elapsed, deadline=deadline, error=rec.error))
-        if res.outcome not in (OK, SKIPPED):
-            log.warning("service %r stage %r: %s after %.2fs (deadline %gs)%s", self.name, stage,
-                        res.outcome, res.elapsed, deadline, f": {rec.error}" if rec.error else "")
         return rec

@@ -87,7 +87,7 @@ class FailureRecord:
     where: str
     error: str
     traceback: str
-    at: float
+    at: float  # seconds since the supervisor began (0.0 when recorded from a thread)
     action: str = ""
 
 
@@ -118,6 +118,7 @@ class LifecycleReport:
     service_failed: bool = False
     forced_by: int | None = None
     startup_elapsed: float = 0.0
+    shutdown_began: float = 0.0  # seconds since the supervisor began
     shutdown_elapsed: float = 0.0
     shutdown_budget: float = 0.0
 
@@ -168,6 +169,7 @@ class LifecycleReport:
             "reason": self.reason,
             "forced_by": self.forced_by,
             "startup_elapsed": self.startup_elapsed,
+            "shutdown_began": self.shutdown_began,
             "shutdown_elapsed": self.shutdown_elapsed,
             "shutdown_budget": self.shutdown_budget,
             "startup": {k: asdict(v) for k, v in self.startup.items()},

@@ -35,6 +35,7 @@ from .events import (
     Stopped,
 )
 from .graph import dependents, validate
+from .logs import log_events
 from .report import FailureRecord, LifecycleReport, StartRecord
 from .service import Service, ServiceState
 from .systemd import Notifier
@@ -148,6 +149,18 @@ class Supervisor:
         return self._early_reason is not None or (
             self._requested is not None and self._requested.is_set())
 
+    def set_budget(self, *, shutdown_timeout: float | None = None,
+                   drain_delay: float | None = None) -> None:
+        """Change the shutdown budget or drain delay before the run (the CLI's overrides);
+        validated again, so a ConfigError names what no longer fits."""
+        if self.state != SupervisorState.NEW:
+            raise RuntimeError(f"supervisor {self.name!r} already started: set the budget before")
+        budget = self.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
+        drain = self.drain_delay if drain_delay is None else drain_delay
+        validate(self.services, budget, drain)
+        self.shutdown_timeout = self.report.shutdown_budget = float(budget)
+        self.drain_delay = float(drain)
+
     def subscribe(self, callback: Listener) -> Callable[[], None]:
         """Call ``callback(event)`` for every lifecycle event; returns an unsubscribe function."""
         self._listeners.append(callback)
@@ -166,7 +179,6 @@ class Supervisor:
             return
         self.report.reason = reason
         self._early_reason = reason
-        log.info("shutdown requested: %s", reason)
         if self._requested is not None:
             self._requested.set()
         self.emit(ShutdownRequested(None, reason=reason))
@@ -224,6 +236,7 @@ class Supervisor:
 
     # ----- what runtimes call (the Core protocol) -------------------------------------
     def emit(self, event: Event) -> None:
+        log_events(event)  # one log line per lifecycle event (lifecycle.events)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -244,8 +257,8 @@ class Supervisor:
         log.error("service %r %s failed: %s%s\n%s", service, where, error,
                   f" ({action})" if action else "", tb.rstrip())
         self.report.failures.append(
-            FailureRecord(service, where, error, tb, now() if self._on_loop() else 0.0,
-                          action))
+            FailureRecord(service, where, error, tb,
+                          now() - self.origin if self._on_loop() else 0.0, action))
         if self._on_loop():
             self.emit(ServiceFailed(service, where=where, error=error, action=action))
 
@@ -280,7 +293,6 @@ class Supervisor:
         """Second signal: skip the remaining graceful stages, cancel everything now."""
         if self._forced is None or self._forced.is_set():
             return
-        log.warning("shutdown forced%s", f" by {signal.Signals(signum).name}" if signum else "")
         self.report.forced_by = signum
         self._forced.set()
         self.jobs.interrupt_all()
@@ -358,6 +370,7 @@ class Supervisor:
         self.state = SupervisorState.STOPPING
         began = now()
         end = began + self.shutdown_timeout
+        self.report.shutdown_began = began - self.origin
         self.request_shutdown("closing")
 
         def remaining() -> float:

@@ -28,7 +28,10 @@ import anyio.abc
 from .events import (
     AllStarted,
     Event,
+    HealthAlert,
+    HealthRestored,
     ServiceFailed,
+    ServiceRecovering,
     ServiceRestarting,
     ServiceStarted,
     ServiceStartFailed,
@@ -173,6 +176,13 @@ class Notifier:
             return [f"STATUS=restarting {name} {event.where} (attempt {event.attempt})"]
         if isinstance(event, ServiceFailed) and not self._closing:
             return [f"STATUS={name} {event.where} failed: {event.error}"]
+        if isinstance(event, HealthAlert):
+            return [f"STATUS={name} unhealthy: {event.reason}"]
+        if isinstance(event, ServiceRecovering):
+            return [f"STATUS=recovering {name} by {event.method} (attempt {event.attempt})"]
+        if isinstance(event, HealthRestored) and not self._closing:
+            return [f"STATUS=running {len(self._running)}/{self._total} services "
+                    f"({name} healthy again)"]
         if isinstance(event, Stopped):
             return [f"STATUS=stopped (exit code {event.exit_code})"]
         return []
