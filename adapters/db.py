@@ -16,7 +16,6 @@ object it can use without knowing which one it got:
 from __future__ import annotations
 
 import functools
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,8 +26,9 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from lifecycle import ConfigError, Service
+from lifecycle import Service
 from lifecycle.redact import scrub
+from lifecycle.stage import check_timeout
 
 T = TypeVar("T")
 
@@ -178,13 +178,7 @@ def rows_affected(status: str) -> int:
 # helpers shared by the implementations
 
 
-def positive_seconds(value: float, what: str) -> float:
-    """``value`` as float; ConfigError (naming ``what``) unless it is positive and finite."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{what} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what} must be positive and finite, got {value!r}")
-    return float(value)
+positive_seconds = check_timeout  # one validation of "seconds", the core's
 
 
 @dataclass

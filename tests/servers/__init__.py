@@ -20,8 +20,10 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0  # generous: a loaded 2-core CI machine
@@ -250,3 +252,41 @@ def log_tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedServer:
+    """What every test server shares: a context manager that closes on exit (also when the
+    start failed), and ``stalled()``. Subclasses provide start/stall/resume/close."""
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        raise NotImplementedError
+
+    def stall(self) -> None:
+        raise NotImplementedError
+
+    def resume(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def stalled(self) -> Iterator[Self]:
+        """Stalled inside the block, resumed on exit (also on error)."""
+        self.stall()
+        try:
+            yield self
+        finally:
+            self.resume()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

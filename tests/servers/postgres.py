@@ -17,15 +17,14 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tests.servers import (
     LOOPBACK,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    ManagedServer,
     ServerError,
     ServerUnavailable,
     descendants,
@@ -193,7 +192,7 @@ class PostgresTemplate:
             self.dir = None
 
 
-class PostgresServer:
+class PostgresServer(ManagedServer):
     """One postmaster on 127.0.0.1:`port` with its own copy of the template data.
 
     The port, credentials and data survive stop/kill/restart, so a client's DSN stays valid.
@@ -361,14 +360,6 @@ class PostgresServer:
         stopped, self._stopped_pids = self._stopped_pids, set()
         thaw(stopped)
 
-    @contextlib.contextmanager
-    def stalled(self) -> Iterator[PostgresServer]:
-        """Stalled inside the block, resumed on exit (also on error)."""
-        self.stall()
-        try:
-            yield self
-        finally:
-            self.resume()
 
     def close(self) -> None:
         """Stop the server and delete its directory (and the template if it owns it)."""
@@ -380,19 +371,6 @@ class PostgresServer:
             if self._owns_template:
                 self.template.cleanup()
 
-    def __enter__(self) -> PostgresServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- helpers for tests ----------------------------------------------------------------
 

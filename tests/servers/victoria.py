@@ -26,15 +26,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from tests.servers import (
     LOOPBACK,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    ManagedServer,
     ServerError,
     ServerUnavailable,
     die_with_parent,
@@ -90,7 +90,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-class VictoriaMetrics:
+class VictoriaMetrics(ManagedServer):
     """One victoria-metrics process on 127.0.0.1:`port`; port and storage survive
     stop/kill/restart. The query helpers are synchronous (local HTTP, bounded by timeouts)."""
 
@@ -227,14 +227,6 @@ class VictoriaMetrics:
             thaw([proc.pid])
         self._stalled = False
 
-    @contextlib.contextmanager
-    def stalled(self) -> Iterator[VictoriaMetrics]:
-        """Stalled inside the block, resumed on exit (also on error)."""
-        self.stall()
-        try:
-            yield self
-        finally:
-            self.resume()
 
     def close(self) -> None:
         """Stop the server and delete its storage."""
@@ -249,19 +241,6 @@ class VictoriaMetrics:
             self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> VictoriaMetrics:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- data -----------------------------------------------------------------------------
 
