@@ -59,19 +59,18 @@ CPython through anyio), multiplied by N: the loop wakes from its shutdown event 
 `_supervised` wrapper returns; the service's task host (a detached task holding a task
 group, so a task that ignores cancellation can be abandoned) must wake and exit;
 `Supervisor._close_one` is a task per service so independent services stop concurrently;
-each stop stage runs as a detached `Job` under its own deadline and is recorded
-(`ServiceRuntime._record`, a `StageFinished` event). While the leak check is active (the
-default) every task created also records the stack that created it
-(`lifecycle._threadhook.capture`): the *no leak check* row isolates that. aiomisc, the
-fastest peer, cancels every periodic task and gathers the `stop()` coroutines once, with no
-deadline per service, no record and no leak check. Cheap cuts, measured in A/B runs while
-writing this benchmark: no task host until a service first spawns something, no `Job` for
-the inherited no-op `start()`/`stop()`, a `close_monitor` task only for services that have a
-monitor, formatting the report only when the logger would emit it, and not awaiting
-`Event.wait()` on events already set (each costs a loop turn); together they took this
-figure from about 330 to about 190 ms. 1.5x raw anyio (about 20 µs per service) is less than
-one extra task per service, so it is out of reach for a per-service staged close; the
-profile below names where the time goes now.
+each stage is recorded with its deadline and outcome (`ServiceRuntime._record`, a
+`StageFinished` event). aiomisc, the fastest peer, cancels every periodic task and gathers
+the `stop()` coroutines once, with no deadline per service, no record and no leak check.
+Cuts made after profiling this benchmark (about 330 ms before them): no task host until a
+service first spawns something, no detached job for inherited no-op hooks, no health-monitor
+teardown without a monitor, anyio `Event`s only where something waits, the loop's clock read
+without anyio's per-call backend lookup, the report formatted only when logged, and no
+creation-stack walk for the supervisor's own tasks. What remains is spread evenly over task
+creation (`asyncio.Task`, ~30 µs each with the leak-check hook), the host teardown and the
+per-stage records; 1.5x raw anyio (about 20 µs per service) is less than one extra task per
+service, so it is out of reach for a close that stops each service in its own task under its
+own deadlines. The profile below names where the time goes now.
 """
 
 

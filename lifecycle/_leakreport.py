@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, is_dataclass, replace
 from types import FrameType
 from typing import Any
 
+from lifecycle import _taskhook as taskhook
 from lifecycle import _threadhook as hook
 from lifecycle._context import current_service
 from lifecycle._threadhook import Origin, ThreadError, display_path
@@ -320,7 +321,7 @@ def leaked_thread(thread: threading.Thread, frames: list[FrameType]) -> LeakedTh
 
 
 def leaked_task(task: Any, frames: list[FrameType]) -> LeakedTask:
-    origin = hook.task_origins.get(task)
+    origin = taskhook.task_origins.get(task)
     at, creation = _where(origin)
     owner = origin.owner if origin else None
     context = task.context if hasattr(task, "context") else getattr(task, "get_context", None)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any
 
+from lifecycle import _taskhook as taskhook
 from lifecycle import _threadhook as hook
 from lifecycle._leakreport import (
     LeakedTask,
@@ -222,11 +223,11 @@ class LeakCheck:
         self._mark = hook.acquire()
         self._active, self._report = True, None
         self._threads = set(threading.enumerate())
-        backend = hook.async_backend() if self._check_tasks else None
+        backend = taskhook.async_backend() if self._check_tasks else None
         self._backend = backend
         if backend is not None:
-            self._tasks = set(hook.all_tasks(backend))
-            self._hook_key = hook.acquire_task_hook(backend)
+            self._tasks = set(taskhook.all_tasks(backend))
+            self._hook_key = taskhook.acquire_task_hook(backend)
         return self
 
     def exclude(self, *items: Any) -> None:
@@ -273,7 +274,7 @@ class LeakCheck:
 
     # internals
     def _sleeper(self) -> Callable[[float], Any] | None:
-        backend = hook.async_backend()
+        backend = taskhook.async_backend()
         if backend == "trio":
             import trio
 
@@ -314,9 +315,9 @@ class LeakCheck:
                     if thread.is_alive() and not self._ignored(thread.name, frames, True):
                         found.threads.append((thread, frames))
         backend = self._backend
-        if backend is not None and hook.async_backend() == backend:
-            me = hook.current_task(backend)
-            for task in hook.all_tasks(backend):
+        if backend is not None and taskhook.async_backend() == backend:
+            me = taskhook.current_task(backend)
+            for task in taskhook.all_tasks(backend):
                 if task in self._tasks or task is me:
                     continue
                 coro = task.get_coro() if backend == "asyncio" else task.coro
@@ -329,7 +330,7 @@ class LeakCheck:
         if self._active:
             self._active = False
             if self._hook_key is not None:
-                hook.release_task_hook(self._hook_key)
+                taskhook.release_task_hook(self._hook_key)
                 self._hook_key = None
             hook.release()
             self._threads, self._tasks = set(), set()  # hold no thread or task past the check
