@@ -256,7 +256,19 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 class ManagedServer:
     """What every test server shares: a context manager that closes on exit (also when the
-    start failed), and ``stalled()``. Subclasses provide start/stall/resume/close."""
+    start failed), ``stalled()``, ``pid`` and ``running``. Subclasses provide
+    start/stall/resume/close and keep their main process in ``_proc``."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's main process (the postmaster) while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         raise NotImplementedError

@@ -226,15 +226,6 @@ class PostgresServer(ManagedServer):
                 f"{self.database}")
 
     @property
-    def pid(self) -> int | None:
-        """The postmaster's pid while it runs."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
-    @property
     def is_stalled(self) -> bool:
         return bool(self._stopped_pids)
 

@@ -124,14 +124,6 @@ class VictoriaMetrics(ManagedServer):
         return f"{self.url}/api/v2/write"
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        return self.pid is not None
-
-    @property
     def is_stalled(self) -> bool:
         return self._stalled
 
