@@ -9,11 +9,12 @@ answer, so a caller that is cancelled mid-way knows exactly which lines are reso
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
 
+from ._influx_batch import Batch
 from ._influx_http import Outcome
 from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
 from .spool import Rejected
@@ -23,26 +24,29 @@ log = logging.getLogger("adapters.influx")
 
 @dataclass
 class Flight:
-    """A batch on its way: ``lines[:pos]`` are resolved (``delivered`` of them written,
-    the rest in ``dead``); ``lines[pos:]`` are not."""
+    """A batch on its way: ``pending`` is what is not resolved yet (its oldest lines
+    first); ``delivered`` lines were written and ``dead`` ones refused for good."""
 
-    lines: list[bytes]
-    pos: int = 0
+    pending: Batch
     delivered: int = 0
     dead: list[Rejected] = field(default_factory=list)
     limit: int | None = None  # piece size cap learned from a 413
 
-    def rest(self) -> list[bytes]:
-        return self.lines[self.pos:]
+    @property
+    def resolved(self) -> int:
+        return self.delivered + sum(r.batch.count for r in self.dead)
 
-    def dead_lines(self) -> list[bytes]:
-        return [line for r in self.dead for line in r.lines]
+    def rest(self) -> Batch:
+        return self.pending
+
+    def dead_batch(self) -> Batch:
+        return Batch.join(r.batch for r in self.dead)
 
 
 class Deliverer:
     """Sends flights through ``post`` under a shared breaker, sizer and retry policy."""
 
-    def __init__(self, post: Callable[[Sequence[bytes]], Awaitable[Outcome]], retry: RetryPolicy,
+    def __init__(self, post: Callable[[bytes], Awaitable[Outcome]], retry: RetryPolicy,
                  breaker: CircuitBreaker, sizer: BatchSizer,
                  on_retry: Callable[[], None]) -> None:
         self._post = post
@@ -51,41 +55,47 @@ class Deliverer:
         self.sizer = sizer
         self._on_retry = on_retry
         self.last_error = ""
+        self.posting = 0  # requests out now (flights may run side by side)
 
     async def deliver(self, flight: Flight, *, attempts: int,
                       on_written: Callable[[int], None] | None = None) -> bool:
         """Resolve the flight; True when every line was written or dead-lettered, False when
-        it gave up (retries exhausted, breaker open) leaving ``flight.rest()`` undelivered."""
+        it gave up (retries exhausted, breaker open, or half-open with another flight's
+        probe out) leaving ``flight.rest()`` undelivered."""
         failed = 0
-        while flight.pos < len(flight.lines):
-            if not self.breaker.allow():
-                return False
+        while flight.pending.count:
+            if not self.breaker.allow() or (self.posting and self.breaker.state != "closed"):
+                return False  # open, or half-open with its one probe already out
             size = self.sizer.current if flight.limit is None else min(flight.limit,
                                                                        self.sizer.current)
-            piece = flight.lines[flight.pos:flight.pos + size]
-            outcome = await self._post(piece)
+            piece, after = flight.pending.split(size)
+            self.posting += 1
+            try:
+                outcome = await self._post(piece.data)
+            finally:
+                self.posting -= 1
             if outcome.verdict == "ok":
                 self.breaker.success()
                 self.sizer.grow()
                 failed = 0
-                flight.pos += len(piece)
-                flight.delivered += len(piece)
+                flight.pending = after
+                flight.delivered += piece.count
                 if on_written is not None:
-                    on_written(len(piece))
+                    on_written(piece.count)
                 continue
             if outcome.verdict in ("too_large", "rejected"):
                 self.breaker.success()  # the server is up; it is the batch that is wrong
-                if outcome.verdict == "too_large" and len(piece) > 1:
-                    flight.limit = len(piece) // 2
+                if outcome.verdict == "too_large" and piece.count > 1:
+                    flight.limit = piece.count // 2
                     continue
-                self._note(outcome, len(piece), "dead-lettered")
+                self._note(outcome, piece.count, "dead-lettered")
                 flight.dead.append(Rejected(piece, outcome.status or 0, outcome.reason))
-                flight.pos += len(piece)
+                flight.pending = after
                 continue
             failed += 1
             self.breaker.failure()
             self.sizer.shrink()
-            self._note(outcome, len(piece), f"attempt {failed}/{attempts}")
+            self._note(outcome, piece.count, f"attempt {failed}/{attempts}")
             if failed >= attempts:
                 return False
             delay = self.retry.delay(failed, outcome.retry_after)

@@ -8,7 +8,6 @@ leaves this module has the token scrubbed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,8 +60,8 @@ class Poster:
                                            timeout=client_timeout)
         self._api = self._client.write_api()
 
-    async def post(self, lines: Sequence[bytes]) -> Outcome:
-        body = b"\n".join(lines)
+    async def post(self, body: bytes) -> Outcome:
+        """One request with ``body`` (lines joined by newlines) as it is."""
         try:
             # An outer deadline in case a transport ignores its own timeout.
             with anyio.fail_after(self._timeout + 5.0):

@@ -9,8 +9,8 @@ whatever is cancelled when.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
+from ._influx_batch import Batch
 from ._influx_delivery import Flight
 from ._influx_stats import Counters
 from .spool import Rejected, Spool, SpoolChunk, SpoolState
@@ -27,6 +27,7 @@ class SpoolLedger:
         self._c = counters
         self.origin = origin
         self.backlog = False
+        self.appended = 0  # rows added to the queue so far (tells a stale "empty" apart)
         self._opened_once = False
 
     def open(self) -> None:
@@ -40,40 +41,55 @@ class SpoolLedger:
                         if origin != self.origin)
         if inherited:
             self._c.add(inherited=inherited)
-            self.backlog = True
+            self._queued()
             log.info("%d point(s) from an earlier run are waiting in the spool %s", inherited,
                      self.spool.directory)
 
-    def spill(self, lines: Sequence[bytes], *, reopen: bool = True) -> None:
+    def _queued(self) -> None:
+        self.appended += 1
+        self.backlog = True
+
+    def mark_empty(self, seen: int) -> None:
+        """The queue was found empty after ``seen`` appends: no backlog, unless rows were
+        added since (a spill that committed while the queue was being read)."""
+        if self.appended == seen:
+            self.backlog = False
+
+    def spill(self, batch: Batch, *, reopen: bool = True) -> None:
         """Buffered lines to the queue; refused ones (spool full) are counted as dropped."""
-        if not lines:
+        self.spill_all([batch], reopen=reopen)
+
+    def spill_all(self, batches: list[Batch], *, reopen: bool = True) -> None:
+        """:meth:`spill` for several batches, in one transaction."""
+        n = sum(b.count for b in batches)
+        if not n:
             return
         if reopen and self.spool.state is SpoolState.CLOSED:
             self.open()  # a write before start() overflowed the buffer
-        result = self.spool.append(lines, origin=self.origin)
+        result = self.spool.append_batches(batches, origin=self.origin)
         if result.ok:
-            self._c.add(buffered=-len(lines), in_spool=len(lines), spooled=len(lines))
-            self.backlog = True
+            self._c.add(buffered=-n, in_spool=n, spooled=n)
+            self._queued()
         else:
             reason = "spool_full" if result.reason == "full" else (result.reason or "spool")
-            self._c.drop(len(lines), reason.split(":")[0])
+            self._c.drop(n, reason.split(":")[0])
 
-    def resolve_live(self, dead: list[Rejected], rest: Sequence[bytes]) -> None:
+    def resolve_live(self, dead: list[Rejected], rest: Batch) -> None:
         """After a live delivery: dead letters to their table, the undelivered rest spilled."""
         for rejected in dead:
-            n = len(rejected.lines)
-            result = self.spool.dead_letter(rejected.lines, status=rejected.status,
+            batch = rejected.batch
+            result = self.spool.dead_letter(batch, status=rejected.status,
                                             reason=rejected.reason, origin=self.origin)
             if result.ok:
-                self._c.add(buffered=-n, dead_lettered=n)
+                self._c.add(buffered=-batch.count, dead_lettered=batch.count)
             else:
-                self._c.drop(n, f"dead_letter_{result.reason}".split(":")[0])
+                self._c.drop(batch.count, f"dead_letter_{result.reason}".split(":")[0])
         self.spill(rest)
 
     def settle_replay(self, chunk: SpoolChunk, flight: Flight) -> None:
         """After a replay attempt: keep only the unresolved lines of the chunk."""
         self.spool.settle(chunk.id, remaining=flight.rest(), rejected=flight.dead)
-        dead = len(flight.dead_lines())
+        dead = flight.resolved - flight.delivered
         if chunk.origin == self.origin:
             self._c.add(in_spool=-(flight.delivered + dead), written=flight.delivered,
                         dead_lettered=dead, replayed=flight.delivered)
@@ -88,5 +104,6 @@ class SpoolLedger:
         own = moved.pop(self.origin, 0)
         self._c.add(dead_lettered=-own, in_spool=own, inherited=sum(moved.values()))
         total = own + sum(moved.values())
-        self.backlog = self.backlog or total > 0
+        if total:
+            self._queued()
         return total

@@ -24,7 +24,7 @@ class InfluxStats:
         accepted == written + buffered + in_spool + dead_lettered + dropped
 
     - ``written``: acknowledged by the server (directly, or replayed from the spool).
-    - ``buffered``: in memory (the buffer, a request in flight, a spill in progress).
+    - ``buffered``: in memory (the buffer, requests in flight, a spill in progress).
     - ``in_spool``: committed to the spool and not yet replayed.
     - ``dead_lettered``: refused by the server as a client error (in the dead-letter table).
     - ``dropped``: lost, each with a reason in ``dropped_reasons`` (``spool_full``,

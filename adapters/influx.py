@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,12 +25,14 @@ import anyio.to_thread
 from lifecycle import ConfigError, Health, Service, Stage
 from lifecycle.redact import mask_url, scrub
 
-from ._influx_buffer import LineBuffer
+from ._influx_batch import EMPTY, Batch
+from ._influx_buffer import LineBuffer, admit
 from ._influx_delivery import Deliverer, Flight
 from ._influx_http import Outcome, Poster
 from ._influx_ledger import SpoolLedger
 from ._influx_lines import LineEncoder, Record
 from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
+from ._influx_replay import Replayer
 from ._influx_stats import Counters, InfluxStats
 from .spool import Spool, Synchronous
 
@@ -67,8 +68,9 @@ class InfluxWriter(Service):
                  breaker_reset: tuple[float, float] = (5.0, 60.0),
                  timeout: float = 10.0, connect_timeout: float = 5.0,
                  spool_max_bytes: int = 256 * 2**20, spool_fsync: Synchronous = "full",
-                 flush_timeout: float = 5.0, spool_timeout: float = 2.0,
-                 close_timeout: float = 3.0, **service_kwargs: Any) -> None:
+                 max_in_flight: int = 2, flush_timeout: float = 5.0,
+                 spool_timeout: float = 2.0, close_timeout: float = 3.0,
+                 **service_kwargs: Any) -> None:
         super().__init__(**service_kwargs)
         self.url = url or None
         if self.url and not bucket:
@@ -76,6 +78,8 @@ class InfluxWriter(Service):
         if when_full not in ("spool", "drop_oldest", "drop_newest"):
             raise ConfigError(f"InfluxWriter {self.name!r}: when_full={when_full!r} is not one "
                               "of 'spool', 'drop_oldest', 'drop_newest'")
+        if max_in_flight < 1:
+            raise ConfigError(f"InfluxWriter {self.name!r}: max_in_flight must be at least 1")
         if batch_size < 1 or max_buffer_points < batch_size or max_buffer_bytes < 1:
             raise ConfigError(f"InfluxWriter {self.name!r}: needs 1 <= batch_size <= "
                               "max_buffer_points and a positive max_buffer_bytes")
@@ -88,6 +92,7 @@ class InfluxWriter(Service):
         self.max_buffer_bytes = max_buffer_bytes
         self.when_full: WhenFull = when_full
         self.timeout = timeout
+        self.max_in_flight = max_in_flight
         self.connect_timeout = connect_timeout
         self.stop_stages = (Stage("accept", 1.0), Stage("flush", flush_timeout),
                             Stage("spool", spool_timeout), Stage("close", close_timeout))
@@ -97,7 +102,7 @@ class InfluxWriter(Service):
         try:
             self.spool_store = Spool(path, max_bytes=spool_max_bytes, synchronous=spool_fsync,
                                      chunk_points=batch_size, origin=self._origin)
-            self._encoder = LineEncoder(precision)
+            self._encoder = LineEncoder(precision, chunk=batch_size)
             retry = RetryPolicy(max_attempts, retry_backoff[0], retry_backoff[1], retry_jitter)
             breaker = CircuitBreaker(breaker_threshold, *breaker_reset)
         except ValueError as exc:
@@ -106,12 +111,13 @@ class InfluxWriter(Service):
                                     lambda: self._c.add(retried=1))
         self._buf = LineBuffer(max_buffer_points, max_buffer_bytes)
         self._ledger = SpoolLedger(self.spool_store, self._c, self._origin)
+        self._replayer = Replayer(self.name, self._ledger, self._deliverer, self._buf)
         self._accepting = True
+        self._in_flight = 0  # live batches out (being sent or spilled)
+        self._replaying = False
         self._poster: Poster | None = None
         self._wake: anyio.Event | None = None
         self._spill_wake: anyio.Event | None = None
-        self._replay_failures = 0
-        self._replay_at = 0.0
 
     @classmethod
     def from_env(cls, name: str = "metrics", *, environ: Mapping[str, str] | None = None,
@@ -149,50 +155,36 @@ class InfluxWriter(Service):
         ``when_full="drop_newest"`` dropped them). Raises :class:`WriterClosedError` after
         stop began, TypeError/ValueError for what is not a point (counted as rejected)."""
         try:
-            lines = self._encoder.encode(record)
+            batch = self._encoder.encode(record)
         except (TypeError, ValueError):
             self._c.add(rejected=1)
             raise
-        return self._accept(lines)
+        return self._accept([batch])
 
     def write_many(self, records: Iterable[Record]) -> int:
         """Accept many records at once (cheaper per point); all or, if one is invalid, none."""
         try:
-            lines = self._encoder.encode_many(records)
+            batches = self._encoder.encode_many(records)
         except (TypeError, ValueError):
             self._c.add(rejected=1)
             raise
-        return self._accept(lines)
+        return self._accept(batches)
 
-    def _accept(self, lines: list[bytes]) -> int:
-        n = len(lines)
+    def _accept(self, batches: list[Batch]) -> int:
+        n = sum(b.count for b in batches)
         if not self._accepting:
             self._c.add(rejected=n)
             raise WriterClosedError(f"InfluxWriter {self.name!r} is stopping: {n} point(s) "
                                     "refused (counted as rejected)")
         self._c.add(accepted=n, buffered=n)
-        if self.when_full == "drop_newest":
-            kept = self._buf.fitting(lines)
-            if len(kept) < n:
-                self._c.drop(n - len(kept), "buffer_full")
-                lines = list(kept)
-        self._buf.extend(lines)
-        self._make_room()
+        kept = admit(self._buf, batches, self.when_full, self.batch_size,
+                     spill=lambda batch: self._ledger.spill(batch, reopen=self._accepting),
+                     drop=lambda k: self._c.drop(k, "buffer_full"))
         if len(self._buf) >= self._deliverer.sizer.current and self._wake is not None:
             self._wake.set()
         if self._spill_wake is not None and self._buf.high_water():
             self._spill_wake.set()
-        return len(lines)
-
-    def _make_room(self) -> None:
-        """Back under the cap: the oldest lines go to the spool (inline: backpressure on the
-        caller, the spiller task normally gets there first) or are dropped, by policy."""
-        while self._buf.over_cap():
-            if self.when_full == "spool":
-                self._ledger.spill(self._buf.take(self.batch_size), reopen=self._accepting)
-            else:
-                excess = max(len(self._buf) - self.max_buffer_points, 1)
-                self._c.drop(len(self._buf.take(excess)), "buffer_full")
+        return kept
 
     # ----- lifecycle hooks -------------------------------------------------------------------
     async def start(self) -> None:
@@ -217,8 +209,10 @@ class InfluxWriter(Service):
     async def run(self) -> None:
         """The sender and the spiller; both end (interrupted work back in the buffer) as soon
         as shutdown is announced, so the stop stages own the final flush."""
+        self._in_flight = 0
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._send_loop)
+            for lane in range(self.max_in_flight):
+                tg.start_soon(self._send_loop, lane)
             tg.start_soon(self._spill_loop)
             await self.wait_shutdown()
             tg.cancel_scope.cancel()
@@ -244,15 +238,16 @@ class InfluxWriter(Service):
         budget = max(0.0, self.stop_stages[1].timeout - FLUSH_MARGIN)
         with anyio.move_on_after(budget):
             while self._buf and self._poster is not None and self._deliverer.breaker.allow():
-                if not await self._send_live(self._buf.take(self._deliverer.sizer.current),
-                                             keep_rest=True):
-                    break
+                batch = self._buf.take(self._deliverer.sizer.current)
+                with self._buf.holding(batch):
+                    if not await self._send_live(batch, keep_rest=True):
+                        break
 
     async def spool(self) -> None:
         """Stage 3: whatever is still in memory goes to the spool, in one transaction."""
         self._accepting = False
         if self._buf:
-            await anyio.to_thread.run_sync(self._ledger.spill, self._buf.take(len(self._buf)))
+            await self._spill_batches(self._buf.drain())
 
     async def close(self) -> None:
         """Stage 4: close the HTTP client and the spool; count anything left as dropped."""
@@ -262,11 +257,11 @@ class InfluxWriter(Service):
                 poster, self._poster = self._poster, None
                 await poster.close()
         finally:
-            left = self._buf.take(len(self._buf))
+            left = sum(batch.count for batch in self._buf.drain())
             if left:
-                self._c.drop(len(left), "shutdown")
+                self._c.drop(left, "shutdown")
                 log.error("%s: %d point(s) could not be spooled before the deadline: dropped",
-                          self.name, len(left))
+                          self.name, left)
             with anyio.CancelScope(shield=True):  # a checkpoint and a close: milliseconds
                 await anyio.to_thread.run_sync(self.spool_store.close)
 
@@ -297,29 +292,50 @@ class InfluxWriter(Service):
         return details
 
     # ----- background work -------------------------------------------------------------------
-    async def _send_loop(self) -> None:
-        assert self._wake is not None
+    async def _send_loop(self, lane: int) -> None:
+        """One of ``max_in_flight`` senders, so that the next batch goes out while the server
+        works on the one before. Lane 0 also ships offline (to the spool) and replays the
+        spool when no live batch is out; the others only ship while the breaker is closed."""
         while True:
             did = False
             online = self._poster is not None and self._deliverer.breaker.allow()
             size = self._deliverer.sizer.current if online else self.batch_size
-            if self._buf and (len(self._buf) >= size
-                              or time.monotonic() - self._buf.first_at >= self.flush_interval):
+            if (lane == 0 or (online and not self._replaying and self._window() > lane)) \
+                    and self._live_due(size):
                 await self._ship(self._buf.take(size))
                 did = True
-            if self._replay_due():
-                did = await self._replay_once() or did
+            if lane == 0 and not self._in_flight and self._poster is not None \
+                    and self._replayer.due():
+                self._replaying = True
+                try:
+                    did = await self._replayer.run(
+                        self._window, lambda: not self._live_due(self._deliverer.sizer.current)
+                    ) or did
+                finally:
+                    self._replaying = False
             if not did:
-                with anyio.move_on_after(self._idle_time()):
-                    await self._wake.wait()
-                self._wake = anyio.Event()
+                wake = self._wake
+                assert wake is not None
+                with anyio.move_on_after(self._idle_time(lane)):
+                    await wake.wait()
+                if self._wake is wake:
+                    self._wake = anyio.Event()
 
-    def _idle_time(self) -> float:
+    def _window(self) -> int:
+        """Requests that may be out at once: one probe while the breaker is half-open."""
+        return self.max_in_flight if self._deliverer.breaker.state == "closed" else 1
+
+    def _live_due(self, size: int) -> bool:
+        """A full batch is waiting, or the oldest waiting line has waited long enough."""
+        return bool(self._buf) and (len(self._buf) >= size or time.monotonic()
+                                    - self._buf.first_at >= self.flush_interval)
+
+    def _idle_time(self, lane: int) -> float:
         waits = [self.flush_interval]
         if self._buf:
             waits.append(self._buf.first_at + self.flush_interval - time.monotonic())
-        if self._ledger.backlog and self._poster is not None:
-            waits.append(max(self._deliverer.breaker.wait(), self._replay_at - time.monotonic()))
+        if lane == 0 and self._ledger.backlog and self._poster is not None:
+            waits.append(max(self._deliverer.breaker.wait(), self._replayer.at - time.monotonic()))
         return max(0.001, min(waits))
 
     async def _spill_loop(self) -> None:
@@ -328,65 +344,49 @@ class InfluxWriter(Service):
             await self._spill_wake.wait()
             self._spill_wake = anyio.Event()
             while self._buf.high_water():
-                await anyio.to_thread.run_sync(self._ledger.spill, self._buf.take(self.batch_size))
+                await self._spill_batches(self._buf.take_batches(self._buf.above_half()))
 
-    async def _ship(self, lines: list[bytes]) -> None:
-        if self._poster is None or not self._deliverer.breaker.allow():
-            await anyio.to_thread.run_sync(self._ledger.spill, lines)
-        else:
-            await self._send_live(lines, keep_rest=False)
+    async def _spill_batches(self, batches: list[Batch]) -> None:
+        """Batches taken from the buffer to the spool in one transaction (held meanwhile)."""
+        for batch in batches:
+            self._buf.hold(batch)
+        try:
+            await anyio.to_thread.run_sync(self._ledger.spill_all, batches)
+        finally:
+            for batch in batches:
+                self._buf.release(batch)
 
-    async def _send_live(self, lines: list[bytes], *, keep_rest: bool) -> bool:
+    async def _ship(self, batch: Batch) -> None:
+        """Deliver (or, offline, spill) a batch taken from the buffer."""
+        self._in_flight += 1
+        try:
+            with self._buf.holding(batch):
+                if self._poster is None or not self._deliverer.breaker.allow():
+                    await anyio.to_thread.run_sync(self._ledger.spill, batch)
+                else:
+                    await self._send_live(batch, keep_rest=False)
+        finally:
+            self._in_flight -= 1
+
+    async def _send_live(self, batch: Batch, *, keep_rest: bool) -> bool:
         """Deliver fresh lines; what is left goes to the spool (or back to the buffer with
         ``keep_rest``). Cancellation puts every unresolved line back in the buffer."""
-        flight = Flight(lines)
+        flight = Flight(batch)
         try:
             done = await self._deliverer.deliver(
                 flight, attempts=self._deliverer.retry.max_attempts,
                 on_written=lambda n: self._c.add(buffered=-n, written=n))
         except BaseException:
-            self._buf.unshift(flight.dead_lines() + flight.rest())
+            self._buf.unshift(Batch.join([flight.dead_batch(), flight.rest()]))
             raise
         rest = flight.rest()
         if keep_rest:
             self._buf.unshift(rest)
-            rest = []
-        if flight.dead or rest:
+            rest = EMPTY
+        if flight.dead or rest.count:
             await anyio.to_thread.run_sync(self._ledger.resolve_live, flight.dead, rest)
         return done
 
-    def _replay_due(self) -> bool:
-        return (self._ledger.backlog and self._poster is not None and self._deliverer.breaker.allow()
-                and time.monotonic() >= self._replay_at)
-
-    async def _replay_once(self) -> bool:
-        """Replay the oldest chunk(s); rows are deleted only after the server accepted them.
-        A spool error is logged and retried later (a crash here would lose the buffer)."""
-        try:
-            chunks = await anyio.to_thread.run_sync(self.spool_store.peek,
-                                                    self._deliverer.sizer.current)
-            if not chunks:
-                self._ledger.backlog = False
-                return False
-            for chunk in chunks:
-                flight = Flight(list(chunk.lines))
-                done = await self._deliverer.deliver(flight, attempts=1)
-                if flight.pos:
-                    await anyio.to_thread.run_sync(self._ledger.settle_replay, chunk, flight)
-                if not done:
-                    self._replay_later()
-                    return True
-        except (OSError, sqlite3.Error) as exc:
-            log.error("%s: replay from the spool failed: %s", self.name, exc)
-            self._replay_later()
-            return True
-        self._replay_failures = 0
-        return True
-
-    def _replay_later(self) -> None:
-        self._replay_failures += 1
-        self._replay_at = time.monotonic() + self._deliverer.retry.delay(self._replay_failures)
-
-    async def _post(self, lines: Sequence[bytes]) -> Outcome:
+    async def _post(self, body: bytes) -> Outcome:
         assert self._poster is not None
-        return await self._poster.post(lines)
+        return await self._poster.post(body)

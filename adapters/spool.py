@@ -18,7 +18,6 @@ replay the same rows.
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import os
 import sqlite3
@@ -26,104 +25,27 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - non-POSIX
-    fcntl = None  # type: ignore[assignment]
+from ._influx_batch import Batch, as_batch
+from ._spool_files import acquire_lock, connect, private_directory
+from ._spool_types import (
+    AppendResult,
+    DeadLetter,
+    Rejected,
+    SpoolChunk,
+    SpoolLockedError,
+    SpoolState,
+    SpoolStats,
+    Synchronous,
+)
+
+__all__ = ["AppendResult", "DeadLetter", "Rejected", "Spool", "SpoolChunk", "SpoolLockedError",
+           "SpoolState", "SpoolStats", "Synchronous"]
 
 log = logging.getLogger("adapters.spool")
 
-Synchronous = Literal["full", "normal", "off"]
 DB_NAME = "spool.sqlite3"
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " origin TEXT NOT NULL, created REAL NOT NULL, points INTEGER NOT NULL, data BLOB NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " origin TEXT NOT NULL, created REAL NOT NULL, points INTEGER NOT NULL,"
-    " status INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL)",
-)
-
-
-class SpoolState(str, enum.Enum):
-    """``ok``; ``full``: the byte cap was reached (new data is refused and counted until
-    replay brings the spool under 90% of the cap) or the disk is full (every append still
-    tries, the first that succeeds clears the state); ``closed``."""
-
-    OK = "ok"
-    FULL = "full"
-    CLOSED = "closed"
-
-
-class SpoolLockedError(RuntimeError):
-    """Another process owns this spool directory."""
-
-
-@dataclass(frozen=True)
-class AppendResult:
-    """What happened to the lines handed to :meth:`Spool.append`: all stored or none."""
-
-    stored: int
-    refused: int = 0
-    reason: str | None = None  # "full" (byte cap), "disk_full", "closed", "error: ..."
-
-    @property
-    def ok(self) -> bool:
-        return self.refused == 0
-
-
-@dataclass(frozen=True)
-class SpoolChunk:
-    """One stored row: lines in the order they were accepted, tagged with their origin."""
-
-    id: int
-    origin: str
-    created: float
-    lines: tuple[bytes, ...]
-
-    @property
-    def points(self) -> int:
-        return len(self.lines)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A batch the server refused as a client error (400/401/403/404/413)."""
-
-    id: int
-    origin: str
-    created: float
-    status: int
-    reason: str
-    lines: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """Lines to move to the dead-letter table, with the server's answer."""
-
-    lines: Sequence[bytes]
-    status: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class SpoolStats:
-    path: str
-    state: SpoolState
-    synchronous: Synchronous
-    points: int
-    chunks: int
-    bytes: int
-    dead_points: int
-    dead_chunks: int
-    dead_bytes: int
-    max_bytes: int
-    refused: int
-    refused_reasons: dict[str, int]
 
 
 class Spool:
@@ -168,21 +90,10 @@ class Spool:
             if self._db is not None:
                 return self
             self._closed = False
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.directory, 0o700)
-            self._lockfd = self._acquire_lock()
+            private_directory(self.directory)
+            self._lockfd = acquire_lock(self.directory)
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                os.close(fd)
-                os.chmod(self.path, 0o600)
-                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-                db.execute("PRAGMA busy_timeout=5000")
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                self._db = db
-                self._chmod_side_files()
+                self._db = db = connect(self.path, self.synchronous)
                 row = db.execute("SELECT (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM queue)"
                                  " + (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM dead)").fetchone()
                 self._bytes = int(row[0])
@@ -207,18 +118,6 @@ class Spool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _acquire_lock(self) -> int | None:
-        if fcntl is None:  # pragma: no cover
-            return None
-        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise SpoolLockedError(f"spool {str(self.directory)!r} is in use by another process"
-                                   ) from None
-        return fd
-
     def _release(self) -> None:
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -227,12 +126,6 @@ class Spool:
         if self._lockfd is not None:
             os.close(self._lockfd)  # closing the descriptor releases the flock
             self._lockfd = None
-
-    def _chmod_side_files(self) -> None:
-        """SQLite copies the database's mode to -wal/-shm; enforce it anyway."""
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(f"{self.path}{suffix}", 0o600)
 
     # ----- state ------------------------------------------------------------------------
     @property
@@ -264,26 +157,31 @@ class Spool:
             return {origin: int(n) for origin, n in rows}
 
     # ----- writing ----------------------------------------------------------------------
-    def append(self, lines: Sequence[bytes], *, origin: str | None = None) -> AppendResult:
+    def append(self, lines: Sequence[bytes] | Batch, *, origin: str | None = None
+               ) -> AppendResult:
         """Store ``lines`` (oldest first) in one transaction: all of them, or none.
 
         Refused (not raised) when the byte cap is reached or the disk is full.
         """
-        return self._insert("queue", lines, origin, None)
+        return self._insert("queue", [as_batch(lines)], origin, None)
 
-    def dead_letter(self, lines: Sequence[bytes], *, status: int, reason: str,
+    def append_batches(self, batches: Sequence[Batch], *, origin: str | None = None
+                       ) -> AppendResult:
+        """:meth:`append` for lines already joined into batches (no copy)."""
+        return self._insert("queue", batches, origin, None)
+
+    def dead_letter(self, lines: Sequence[bytes] | Batch, *, status: int, reason: str,
                     origin: str | None = None) -> AppendResult:
         """Store a batch the server refused as a client error, for inspection or requeue."""
-        return self._insert("dead", lines, origin, (status, reason))
+        return self._insert("dead", [as_batch(lines)], origin, (status, reason))
 
-    def _insert(self, table: str, lines: Sequence[bytes], origin: str | None,
+    def _insert(self, table: str, batches: Sequence[Batch], origin: str | None,
                 dead: tuple[int, str] | None) -> AppendResult:
-        n = len(lines)
+        n = sum(b.count for b in batches)
         if n == 0:
             return AppendResult(0)
-        step = self.chunk_points
-        chunks = [(min(step, n - i), b"\n".join(lines[i:i + step])) for i in range(0, n, step)]
-        size = sum(len(r) for _, r in chunks)
+        rows = [row for b in batches for row in b.pieces(self.chunk_points)]
+        size = sum(len(r.data) for r in rows)
         with self._lock:
             if self._db is None:
                 return self._refuse(n, "closed")
@@ -292,11 +190,10 @@ class Spool:
             now = time.time()
             org = origin or self.origin
             if dead is None:
-                params: list[tuple[object, ...]] = [
-                    (org, now, c, r) for c, r in chunks]
+                params: list[tuple[object, ...]] = [(org, now, r.count, r.data) for r in rows]
                 sql = "INSERT INTO queue (origin, created, points, data) VALUES (?, ?, ?, ?)"
             else:
-                params = [(org, now, c, dead[0], dead[1], r) for c, r in chunks]
+                params = [(org, now, r.count, dead[0], dead[1], r.data) for r in rows]
                 sql = ("INSERT INTO dead (origin, created, points, status, reason, data)"
                        " VALUES (?, ?, ?, ?, ?, ?)")
             error = self._transaction(lambda db: db.executemany(sql, params))
@@ -309,18 +206,27 @@ class Spool:
                 self._mark_full("full")
             return AppendResult(n)
 
-    def _transaction(self, body: Callable[[sqlite3.Connection], object]) -> str | None:
-        """Run ``body(db)`` in BEGIN IMMEDIATE/COMMIT; return a refusal reason on failure."""
+    def _transaction(self, body: Callable[[sqlite3.Connection], object], *,
+                     durable: bool = True) -> str | None:
+        """Run ``body(db)`` in BEGIN IMMEDIATE/COMMIT; return a refusal reason on failure.
+        ``durable=False`` commits without an fsync even under ``synchronous="full"``."""
         db = self._conn()
+        relax = not durable and self.synchronous == "full"
         try:
-            db.execute("BEGIN IMMEDIATE")
+            if relax:
+                db.execute("PRAGMA synchronous=NORMAL")
             try:
-                body(db)
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    body(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                    raise
+            finally:
+                if relax:
+                    db.execute("PRAGMA synchronous=FULL")
         except sqlite3.OperationalError as exc:
             code = getattr(exc, "sqlite_errorcode", None)
             if code == getattr(sqlite3, "SQLITE_FULL", 13) or "disk is full" in str(exc):
@@ -349,51 +255,61 @@ class Spool:
             log.info("spool %s has room again", self.path)
 
     # ----- reading and settling ---------------------------------------------------------
-    def peek(self, max_points: int) -> list[SpoolChunk]:
-        """The oldest chunks, up to ``max_points`` in total (always at least one chunk)."""
+    def peek(self, max_points: int, *, after: int = 0) -> list[SpoolChunk]:
+        """The oldest chunks with an id above ``after``, up to ``max_points`` in total
+        (always at least one chunk when there is one)."""
         with self._lock:
-            cur = self._conn().execute(
-                "SELECT id, origin, created, points, data FROM queue ORDER BY id")
-            out: list[SpoolChunk] = []
+            db = self._conn()
+            ids: list[int] = []
             total = 0
-            for cid, origin, created, points, data in cur:
-                if out and total + points > max_points:
+            cur = db.execute("SELECT id, points FROM queue WHERE id > ? ORDER BY id", (after,))
+            for cid, points in cur:
+                if ids and total + points > max_points:
                     break
-                out.append(SpoolChunk(cid, origin, created, tuple(bytes(data).split(b"\n"))))
+                ids.append(cid)
                 total += points
             cur.close()
+            out = []
+            for cid in ids:
+                row = db.execute("SELECT origin, created, points, data FROM queue WHERE id = ?",
+                                 (cid,)).fetchone()
+                out.append(SpoolChunk(cid, row[0], row[1], row[2], bytes(row[3])))
             return out
 
-    def settle(self, chunk_id: int, *, remaining: Sequence[bytes] = (),
+    def settle(self, chunk_id: int, *, remaining: Sequence[bytes] | Batch = (),
                rejected: Iterable[Rejected] = ()) -> None:
         """After a replay attempt: keep only ``remaining`` lines of the chunk (delete it when
         none are left) and move ``rejected`` lines to the dead letters, in one transaction.
-        Rows are deleted only here, i.e. after the server accepted them."""
-        rejected = list(rejected)
+        Rows are deleted only here, i.e. after the server accepted them.
+
+        The commit is not fsynced whatever the policy: a settle lost to a power cut only
+        sends those lines again, and they overwrite themselves (their timestamps were
+        fixed when they were accepted)."""
+        keep = as_batch(remaining)
+        dead = [(r.status, r.reason, r.batch) for r in rejected]
         with self._lock:
             row = self._conn().execute("SELECT origin, LENGTH(data) FROM queue WHERE id = ?",
                                        (chunk_id,)).fetchone()
             if row is None:
                 return
             origin, old_size = row
-            data = b"\n".join(remaining)
             now = time.time()
 
             def body(db: sqlite3.Connection) -> None:
-                if remaining:
+                if keep.count:
                     db.execute("UPDATE queue SET data = ?, points = ? WHERE id = ?",
-                               (data, len(remaining), chunk_id))
+                               (keep.data, keep.count, chunk_id))
                 else:
                     db.execute("DELETE FROM queue WHERE id = ?", (chunk_id,))
-                for r in rejected:
+                for status, reason, batch in dead:
                     db.execute("INSERT INTO dead (origin, created, points, status, reason, data)"
                                " VALUES (?, ?, ?, ?, ?, ?)",
-                               (origin, now, len(r.lines), r.status, r.reason, b"\n".join(r.lines)))
+                               (origin, now, batch.count, status, reason, batch.data))
 
-            error = self._transaction(body)
+            error = self._transaction(body, durable=False)
             if error is not None:
                 raise OSError(f"spool {self.path}: could not settle chunk {chunk_id}: {error}")
-            added = len(data) + sum(len(b"\n".join(r.lines)) for r in rejected)
+            added = len(keep.data) + sum(len(batch.data) for _, _, batch in dead)
             self._freed(old_size - added)
 
     def ack(self, ids: Iterable[int]) -> None:

@@ -42,34 +42,36 @@ CAP_BYTES = 8 * 2**20
 
 #: Shown in docs/performance.md when a goal is missed.
 LIMITS = """
-*Point input.* Every subject pays influxdb-client's `Point.to_line_protocol()` per point:
-in cProfile it is about 70 % of InfluxWriter's time on Point input. InfluxWriter then
-parses the line it got back (`LineEncoder._point` -> `_text` -> `split_timestamp`) to check
-and normalise the timestamp, another ~25 %; all of it runs in `write_many()` on the event
-loop. The sync batching `WriteApi` serialises on its own thread, so it runs at about the
-serializer's rate too. Twice its rate needs the per-point encoding to cost less than half
-of `to_line_protocol()`: skip the re-parse for a `Point` (it carries its own timestamp and
-precision) or encode points without the library's `Point`.
+*Memory under a stalled server.* The cap now covers everything InfluxWriter holds: the
+waiting lines (joined into one `bytes` object per write, not one object per line), the
+batches in flight and the lines being spilled; room is made before a write is taken. In
+this run's setup the writer's own count peaked at 7.9 MiB of the 8 MiB cap. What the
+process grows by on top of that is not the writer's to count: `tracemalloc` puts Python's
+heap peak at ~10.6 MiB (the writer's 7.9, this benchmark's own 10,000-line input list of
+~1.2 MiB, the write being encoded and aiohttp's request objects), and resident memory
+grows by ~14.5-15 MiB: SQLite's page cache and the worker threads' malloc arenas, and
+glibc keeping freed ~300 KB batch buffers in its heap (with its mmap threshold pinned,
+`MALLOC_MMAP_THRESHOLD_=131072`, the same run grows by ~13.2 MiB). With the cap used to
+the full, as a stall that outpaces the spool makes it, the peak cannot be below the cap
+plus those fixed costs; plan for about 1.5 to 2 times the cap (it was 2.8 times).
 
-*Line-protocol input.* The server accepts about a million points per second from one client
-here (the raw line-protocol row). InfluxWriter's accept path (`LineEncoder.encode_many`,
-per-line `rpartition`/`isdigit`/`endswith` checks in Python, about 1 µs per line) runs on the
-same event loop, and so on the same core, as the sender; producer and sender share it, so
-the end-to-end rate is about half the server's. Meeting 1,000,000 points/s needs a cheaper
-accept (validate per batch, or accept a pre-joined body as is).
+*Line-protocol input* (when it misses). Acceptance checks each `write_many()` of 5,000
+lines in one regular-expression pass over the joined lines (~170 ns per line, about a
+millisecond per call, all on the event loop). While the producer runs, every step of a
+request (about 7 event-loop turns per `WriteApiAsync.write`) waits behind one such call,
+so few requests go out until the producer is done; after that the rate is the server's.
+Two requests in flight (`max_in_flight=2`) hide most of the server's latency; a slower
+run is the server's (VictoriaMetrics stalls for 10-30 ms every few hundred requests here).
 
-*Memory under a stalled server.* The cap counts payload bytes (each line plus its
-newline), but every buffered line is its own `bytes` object in a `deque`
-(`adapters/_influx_buffer.LineBuffer`): 33 bytes of object header and an 8-byte slot on top
-of each ~50-byte line, so a buffer at its cap holds about 1.8x the cap in memory. The
-SQLite page cache of the spool, the worker thread that spills, the request body being
-joined and the producer's own input chunk add the rest. Holding buffered lines as joined
-chunks (or counting the per-line overhead against the cap) would keep the peak under it.
+*Point input* (when it misses). InfluxWriter encodes points itself, byte for byte what
+`Point.to_line_protocol()` gives, at ~1.7 µs per point against ~6.8 µs for the library
+plus the old re-parse; that is most of its time, on the event loop.
 """
 
 SUBJECTS = {
     "InfluxWriter, Point input": "`InfluxWriter(url, ..., spool_path=tmp)` with its defaults "
-                                 "(batch 5,000, buffer 100,000 points / 32 MiB) under a "
+                                 "(batch 5,000, buffer 100,000 points / 32 MiB, two "
+                                 "requests in flight) under a "
                                  "`Supervisor`; `write_many()` 5,000 points at a time with "
                                  "a checkpoint (`anyio.lowlevel.checkpoint()`) between; clock until "
                                  "`stats.written == N`.",

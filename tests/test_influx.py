@@ -26,6 +26,7 @@ from adapters.influx import InfluxWriter
 from lifecycle import LeakCheck, Supervisor
 from tests.servers.http_faults import (
     PASS,
+    STALL,
     FaultProxy,
     bad_request,
     respond,
@@ -279,6 +280,27 @@ async def test_breaker_stops_hammering_then_replays(
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_the_next_batch_goes_out_while_the_server_holds_one(
+        victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path, in_flight: int) -> None:
+    async with FaultProxy(victoria.url) as proxy:
+        w = writer(proxy.url, tmp_path, batch_size=100, max_in_flight=in_flight, timeout=5.0)
+        async with Supervisor([w], shutdown_timeout=15.0):
+            proxy.push(STALL)
+            w.write_many(lines(unique_tag, 200))
+            if in_flight == 2:
+                await wait_for(lambda: w.stats.written == 100, 5, "the batch after the held one")
+                assert (proxy.inflight, proxy.statuses()) == (1, [204])
+            else:
+                await anyio.sleep(0.5)  # nothing to wait for: the second batch must not go
+                assert (w.stats.written, proxy.inflight, proxy.statuses()) == (0, 1, [])
+            proxy.release()
+            await wait_for(lambda: w.stats.written == 200, 10, "both batches")
+            assert w.stats.balanced
+    assert await count(victoria, unique_tag) == 200
+
+
+@pytest.mark.anyio
 async def test_buffer_stays_under_its_cap_while_the_server_is_stalled(
         fresh_victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path) -> None:
     cap_points, cap_bytes, batch = 5_000, 400_000, 1_000
@@ -293,8 +315,9 @@ async def test_buffer_stays_under_its_cap_while_the_server_is_stalled(
                 peak_buffer = 0
                 for k in range(50):
                     w.write_many(lines(unique_tag, 1000, k * 1000))
-                    peak_buffer = max(peak_buffer, len(w._buf))
-                    assert w._buf.bytes <= cap_bytes
+                    # the caps cover the batches in flight and being spilled too
+                    peak_buffer = max(peak_buffer, len(w._buf) + w._buf.held_points)
+                    assert w._buf.bytes + w._buf.held_bytes <= cap_bytes
                     await anyio.sleep(0.01)
                 peak_mem = tracemalloc.get_traced_memory()[1] - base_mem
                 assert peak_buffer <= cap_points
@@ -302,8 +325,9 @@ async def test_buffer_stays_under_its_cap_while_the_server_is_stalled(
             await wait_for(lambda: w.stats.written == 50_000, 20, "delivery after the stall")
     finally:
         tracemalloc.stop()
-    # 50,000 points of ~60 bytes were written; memory held stays near the caps, not the total
-    assert peak_mem < 3 * cap_bytes + 4 * 2**20, peak_mem
+    # 50,000 points of ~60 bytes were written; what Python held at its peak is the cap plus
+    # the test's own input and a write being encoded (~0.75 MB measured), not the total
+    assert peak_mem < cap_bytes + 2**20, peak_mem
     assert await count(fresh_victoria, unique_tag) == 50_000
 
 

@@ -1,16 +1,12 @@
-"""InfluxWriter pieces that need no server: encoding, policies, buffer caps, config, secrets."""
+"""InfluxWriter pieces that need no server: policies, buffer caps, config, secrets."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import anyio
 import pytest
-from influxdb_client.client.write.point import Point
 
-from adapters._influx_lines import LineEncoder, split_timestamp
 from adapters._influx_policy import (
     BatchSizer,
     CircuitBreaker,
@@ -24,51 +20,6 @@ from lifecycle import ConfigError, StartupError, Supervisor
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def test_split_timestamp() -> None:
-    assert split_timestamp(b"m,t=a v=1i 123") == (b"m,t=a v=1i", 123)
-    assert split_timestamp(b"m v=-1 -5") == (b"m v=-1", -5)
-    assert split_timestamp(b"m v=1i") == (b"m v=1i", None)
-    assert split_timestamp(b'm s="a 123"') == (b'm s="a 123"', None)
-    assert split_timestamp(b"m a\\ 5=1") == (b"m a\\ 5=1", None)
-
-
-def test_records_become_lines_with_a_timestamp_stamped_at_acceptance() -> None:
-    enc = LineEncoder()
-    before = time.time_ns()
-    lines = enc.encode("m,t=a v=1i\n\n# comment\nm,t=a v=2i 42\n")
-    assert lines[1] == b"m,t=a v=2i 42"
-    stamped = split_timestamp(lines[0])[1]
-    assert stamped is not None
-    assert before <= stamped <= time.time_ns()
-    many = [split_timestamp(enc.encode(b"m v=1")[0])[1] for _ in range(1000)]
-    assert len(set(many)) == 1000  # never two points with the same stamp
-    assert enc.encode(Point("p").tag("t", "x").field("v", 1.5).time(7, "s")) == [
-        b"p,t=x v=1.5 7000000000"]
-    when = datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
-    assert enc.encode(Point("p").field("v", 1).time(when))[0].endswith(b" 1704164645123456000")
-    assert enc.encode({"measurement": "d", "tags": {"k": "v"}, "fields": {"f": 2},
-                       "time": 5}) == [b"d,k=v f=2i 5"]
-    assert LineEncoder("ms").encode("m v=1 5") == [b"m v=1 5000000"]
-    with pytest.raises(ValueError, match="without fields"):
-        enc.encode(Point("empty"))
-    with pytest.raises(ValueError, match="not line protocol"):
-        enc.encode("garbage")
-    with pytest.raises(TypeError):
-        enc.encode(3.14)
-
-
-def test_the_bulk_fast_path_agrees_with_the_general_one() -> None:
-    records: list[object] = ["m v=1i 5", b"m,t=a v=2 6", " m v=3 4", "m v=4 -5", "m s=\"a 12\"",
-                             "#comment v=1 2", "a v=1\nb v=2 7", "m,t=a\\ 5 v=1i", b"m v=1\r"]
-    enc = LineEncoder()
-    fast = enc.encode_many(records)
-    slow = [line for r in records for line in enc.encode(r)]
-    assert [split_timestamp(x)[0] for x in fast] == [split_timestamp(x)[0] for x in slow]
-    assert fast[:2] == [b"m v=1i 5", b"m,t=a v=2 6"]
-    assert fast[2] == b"m v=3 4"
-    assert all(split_timestamp(x)[1] is not None for x in fast)
 
 
 def test_retry_policy_backoff_jitter_cap_and_retry_after() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters._influx_batch import Batch
 from adapters.spool import Rejected, Spool, SpoolLockedError, SpoolState
 
 CHILD = Path(__file__).with_name("influx_spool_child.py")
@@ -55,6 +56,33 @@ def test_replays_oldest_first_and_deletes_only_on_settle(tmp_path: Path) -> None
         rest = [line for c in spool.peek(10_000) for line in c.lines]
         assert rest == lines(100, start=160)
         assert spool.stats().points == 100
+
+
+def test_replay_reads_after_an_id_and_settles_without_an_fsync(tmp_path: Path) -> None:
+    with Spool(tmp_path, chunk_points=100) as spool:
+        assert spool._db is not None
+        assert spool.append_batches([Batch.of_lines(lines(150)),
+                                     Batch.of_lines(lines(50, 150))]).ok
+        rows = spool.peek(10_000)
+        assert [c.points for c in rows] == [100, 50, 50]
+        assert rows[1].batch == Batch.of_lines(lines(50, 100))
+        assert [c.id for c in spool.peek(50, after=rows[0].id)] == [rows[1].id]
+        assert [c.id for c in spool.peek(10_000, after=rows[1].id)] == [rows[2].id]
+        assert spool.peek(10_000, after=rows[2].id) == []
+        statements: list[str] = []
+        spool._db.set_trace_callback(statements.append)
+        spool.settle(rows[0].id)
+        spool.settle(rows[1].id, remaining=Batch.of_lines(lines(10, 140)))
+        spool._db.set_trace_callback(None)
+        # each settle commits with synchronous=NORMAL (no fsync), then the policy is back
+        assert [x for x in statements if x.startswith(("PRAGMA", "BEGIN", "COMMIT"))] == [
+            "PRAGMA synchronous=NORMAL", "BEGIN IMMEDIATE", "COMMIT",
+            "PRAGMA synchronous=FULL"] * 2
+        assert spool._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        assert spool._db.execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST
+        assert [x for c in spool.peek(10_000) for x in c.lines] == lines(10, 140) + lines(50, 150)
+        assert spool.stats().bytes == len(b"\n".join(lines(10, 140))) + len(
+            b"\n".join(lines(50, 150)))
 
 
 def test_settle_moves_rejected_lines_to_dead_letters(tmp_path: Path) -> None:
