@@ -188,6 +188,8 @@ class Jobs:
 
     def __init__(self) -> None:
         self._active: set[Job] = set()
+        #: Abandoned jobs, kept referenced: asyncio holds tasks weakly, and a task that is
+        #: still running must not be collected mid-flight.
         self.abandoned: list[Job] = []
         self.interrupted = False
 

@@ -38,9 +38,6 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-_UNSET: Any = object()
-
-
 class Service:
     """A unit with a start, an optional long-running body, and a staged close.
 
