@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -350,13 +350,7 @@ class PostgresDatabase(Database):
     @asynccontextmanager
     async def _transaction_on(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
         tx = conn.transaction()
-        try:
-            with anyio.fail_after(self.command_timeout):
-                await tx.start()
-        except _TIMEOUTS:
-            _terminate_conn(conn)
-            raise QueryTimeout(f"{self.name}: BEGIN did not finish within "
-                               f"{self.command_timeout:g} s") from None
+        await self._tx_step(conn, tx.start, "BEGIN")
         try:
             yield
         except BaseException:
@@ -365,12 +359,18 @@ class PostgresDatabase(Database):
             if not await self._rollback(tx):
                 _terminate_conn(conn)
             raise
+        await self._tx_step(conn, tx.commit, "commit")
+
+    async def _tx_step(self, conn: asyncpg.Connection, step: Callable[[], Awaitable[Any]],
+                       what: str) -> None:
+        """BEGIN or COMMIT under ``command_timeout``; on overrun the connection is in an
+        unknown state, so it is terminated rather than returned to the pool."""
         try:
             with anyio.fail_after(self.command_timeout):
-                await tx.commit()
+                await step()
         except _TIMEOUTS:
             _terminate_conn(conn)
-            raise QueryTimeout(f"{self.name}: commit did not finish within "
+            raise QueryTimeout(f"{self.name}: {what} did not finish within "
                                f"{self.command_timeout:g} s") from None
 
     async def _rollback(self, tx: Any) -> bool:

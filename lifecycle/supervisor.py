@@ -393,8 +393,8 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             for rt in started:
                 tg.start_soon(self._close_one, rt, stopped, remaining)
-        self.report.details = {rt.name: rt.active.report_details() for rt in started
-                               if rt.active.report_details()}
+        details = {rt.name: rt.active.report_details() for rt in started}
+        self.report.details = {name: facts for name, facts in details.items() if facts}
         await self._finish_leak_check(remaining())
         self.report.shutdown_elapsed = now() - began
         self.state = SupervisorState.STOPPED

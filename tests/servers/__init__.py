@@ -260,6 +260,28 @@ class ManagedServer:
     start/stall/resume/close and keep their main process in ``_proc``."""
 
     _proc: subprocess.Popen[bytes] | None = None
+    _started_once = False
+    _PORT_TAKEN = ""  # the server's log text when its port was taken before it bound it
+    port: int
+    log_path: Path
+
+    def _spawn(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _spawn_on_a_free_port(self, timeout: float) -> None:
+        """Spawn; if someone took the free port first, retry on another. Only a brand-new
+        server may move: a restarted one keeps its port, as clients hold its address."""
+        for attempt in range(3):
+            try:
+                self._spawn(timeout)
+            except ServerError:
+                if (self._started_once or attempt == 2
+                        or self._PORT_TAKEN not in log_tail(self.log_path)):
+                    raise
+                self.port = free_port()
+            else:
+                self._started_once = True
+                return
 
     @property
     def pid(self) -> int | None:

@@ -193,6 +193,7 @@ class PostgresTemplate:
 
 
 class PostgresServer(ManagedServer):
+    _PORT_TAKEN = "bind"  # what the log says when the free port was taken before we bound it
     """One postmaster on 127.0.0.1:`port` with its own copy of the template data.
 
     The port, credentials and data survive stop/kill/restart, so a client's DSN stays valid.
@@ -214,7 +215,6 @@ class PostgresServer(ManagedServer):
         self.log_path = self.dir / "postgres.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopped_pids: set[int] = set()
-        self._started_once = False
         track(self, self._emergency_close)
 
     def __repr__(self) -> str:  # no password here: reprs end up in test reports
@@ -238,18 +238,7 @@ class PostgresServer(ManagedServer):
         if not self.datadir.exists():
             self.template.runas.run(["cp", "-a", str(self.template.datadir), str(self.datadir)],
                                     cwd=self.dir)
-        for attempt in range(3):
-            try:
-                self._spawn(timeout)
-            except ServerError:
-                # Someone took the free port before we bound it: only a brand-new server may
-                # move (a restarted one keeps its port, clients hold its DSN).
-                if self._started_once or attempt == 2 or "bind" not in log_tail(self.log_path):
-                    raise
-                self.port = free_port()
-            else:
-                self._started_once = True
-                return
+        self._spawn_on_a_free_port(timeout)
 
     def _spawn(self, timeout: float) -> None:
         with contextlib.suppress(FileNotFoundError):  # left by kill(); its pid may be reused

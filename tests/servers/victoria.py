@@ -91,6 +91,7 @@ def _escape(value: str) -> str:
 
 
 class VictoriaMetrics(ManagedServer):
+    _PORT_TAKEN = "address already in use"
     """One victoria-metrics process on 127.0.0.1:`port`; port and storage survive
     stop/kill/restart. The query helpers are synchronous (local HTTP, bounded by timeouts)."""
 
@@ -108,7 +109,6 @@ class VictoriaMetrics(ManagedServer):
         self.log_path = self.dir / "victoria-metrics.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._stalled = False
-        self._started_once = False
         track(self, self._emergency_close)
 
     def __repr__(self) -> str:
@@ -133,18 +133,7 @@ class VictoriaMetrics(ManagedServer):
         """Start and wait until `/health` answers OK."""
         if self.running:
             return
-        for attempt in range(3):
-            try:
-                self._spawn(timeout)
-            except ServerError:
-                # The free port was taken before we bound it; only a new server may move.
-                tail = log_tail(self.log_path)
-                if self._started_once or attempt == 2 or "address already in use" not in tail:
-                    raise
-                self.port = free_port()
-            else:
-                self._started_once = True
-                return
+        self._spawn_on_a_free_port(timeout)
 
     def _spawn(self, timeout: float) -> None:
         with open(self.log_path, "ab") as log:
