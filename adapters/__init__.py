@@ -1,0 +1,1 @@
+"""Services for real back ends (asyncpg, aiosqlite, InfluxDB, HTTP), imported as ``lifecycle.adapters.X``."""

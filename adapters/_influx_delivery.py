@@ -19,7 +19,7 @@ from ._influx_http import Outcome
 from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
 from .spool import Rejected
 
-log = logging.getLogger("adapters.influx")
+log = logging.getLogger("lifecycle.adapters.influx")
 
 
 @dataclass

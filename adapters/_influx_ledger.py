@@ -15,7 +15,7 @@ from ._influx_delivery import Flight
 from ._influx_stats import Counters
 from .spool import Rejected, Spool, SpoolChunk, SpoolState
 
-log = logging.getLogger("adapters.influx")
+log = logging.getLogger("lifecycle.adapters.influx")
 
 
 class SpoolLedger:

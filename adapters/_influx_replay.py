@@ -30,7 +30,7 @@ from ._influx_delivery import Deliverer, Flight
 from ._influx_ledger import SpoolLedger
 from .spool import SpoolChunk
 
-log = logging.getLogger("adapters.influx")
+log = logging.getLogger("lifecycle.adapters.influx")
 
 
 class Replayer:

@@ -1,6 +1,6 @@
 """The spool's files: a private directory, a private SQLite file, and the owner's lock.
 
-Why apart from :class:`~adapters.spool.Spool`: these are the one-time decisions about the
+Why apart from :class:`~lifecycle.adapters.spool.Spool`: these are the one-time decisions about the
 file (permissions, page size, journal and fsync settings, schema), kept together so that
 the queue logic reads on its own.
 """

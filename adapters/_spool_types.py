@@ -1,4 +1,4 @@
-"""The values the spool hands out and takes in (re-exported by ``adapters.spool``)."""
+"""The values the spool hands out and takes in (re-exported by ``lifecycle.adapters.spool``)."""
 
 from __future__ import annotations
 

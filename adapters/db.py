@@ -1,7 +1,7 @@
 """The database interface app code is written against, whichever back end won the start.
 
-``Database`` is what :class:`~adapters.postgres.PostgresDatabase` and
-:class:`~adapters.sqlite.SQLiteDatabase` both implement, so that
+``Database`` is what :class:`~lifecycle.adapters.postgres.PostgresDatabase` and
+:class:`~lifecycle.adapters.sqlite.SQLiteDatabase` both implement, so that
 ``Fallback("db", PostgresDatabase.from_env(), SQLiteDatabase("app.db"))`` hands the app an
 object it can use without knowing which one it got:
 

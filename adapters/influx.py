@@ -40,7 +40,7 @@ __all__ = ["InfluxStats", "InfluxWriter", "WriterClosedError"]
 
 WhenFull = Literal["spool", "drop_oldest", "drop_newest"]
 FLUSH_MARGIN = 0.25  # seconds the flush stage leaves of its deadline
-log = logging.getLogger("adapters.influx")
+log = logging.getLogger("lifecycle.adapters.influx")
 
 
 class WriterClosedError(RuntimeError):

@@ -20,7 +20,8 @@ from typing import Any
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
-from adapters.db import (
+from lifecycle import ConfigError, Health, Stage, redact
+from lifecycle.adapters.db import (
     CHECK_SHARE,
     Checkout,
     Checkouts,
@@ -33,7 +34,6 @@ from adapters.db import (
     positive_seconds,
     rows_affected,
 )
-from lifecycle import ConfigError, Health, Stage, redact
 
 #: Share of ``close_timeout`` given to a graceful ``pool.close()`` before terminating.
 GRACEFUL_SHARE = 0.75

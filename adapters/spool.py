@@ -43,7 +43,7 @@ from ._spool_types import (
 __all__ = ["AppendResult", "DeadLetter", "Rejected", "Spool", "SpoolChunk", "SpoolLockedError",
            "SpoolState", "SpoolStats", "Synchronous"]
 
-log = logging.getLogger("adapters.spool")
+log = logging.getLogger("lifecycle.adapters.spool")
 
 DB_NAME = "spool.sqlite3"
 

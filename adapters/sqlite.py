@@ -26,7 +26,8 @@ from typing import Any
 import aiosqlite
 import anyio
 
-from adapters.db import (
+from lifecycle import ConfigError, Health, Stage
+from lifecycle.adapters.db import (
     CHECK_SHARE,
     Checkout,
     Checkouts,
@@ -40,7 +41,6 @@ from adapters.db import (
     translate_placeholders,
     wait_until,
 )
-from lifecycle import ConfigError, Health, Stage
 from lifecycle.redact import describe_error
 
 #: Share of ``close_timeout`` spent waiting for a running transaction before cutting it off.

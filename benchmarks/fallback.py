@@ -45,9 +45,9 @@ def _dsn(host: str, port: int) -> str:
 
 
 def sample_chain(dsn: str | None) -> dict[str, Any]:
-    from adapters.postgres import PostgresDatabase
-    from adapters.sqlite import SQLiteDatabase
     from lifecycle import Fallback, Service, Supervisor
+    from lifecycle.adapters.postgres import PostgresDatabase
+    from lifecycle.adapters.sqlite import SQLiteDatabase
 
     async def main() -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as root:

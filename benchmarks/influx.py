@@ -120,7 +120,7 @@ def _lines(n: int, tag: str, start: int = 0) -> list[bytes]:
 
 
 def _writer(url: str, spool: str, **kw: Any) -> Any:
-    from adapters.influx import InfluxWriter
+    from lifecycle.adapters.influx import InfluxWriter
 
     return InfluxWriter(url, "bench-token", "bench", "bench", spool_path=spool, name="metrics",
                         **kw)

@@ -61,7 +61,7 @@ def _sizes(size: Size) -> tuple[int, int]:
 
 def _fill(directory: str, lines: list[bytes]) -> float:
     """Append ``lines`` in chunks; seconds taken."""
-    from adapters.spool import Spool
+    from lifecycle.adapters.spool import Spool
 
     spool = Spool(directory, max_bytes=4 * 2**30, chunk_points=BATCH, origin="earlier-run")
     spool.open()
@@ -88,7 +88,7 @@ def sample_spill(n: int) -> dict[str, float]:
 
 
 def sample_read_back(n: int) -> dict[str, float]:
-    from adapters.spool import Spool
+    from lifecycle.adapters.spool import Spool
 
     lines = _lines(n, uuid.uuid4().hex[:12])
     with tempfile.TemporaryDirectory() as root:
@@ -111,8 +111,8 @@ def sample_read_back(n: int) -> dict[str, float]:
 
 
 def sample_replay(url: str, n: int) -> dict[str, float]:
-    from adapters.influx import InfluxWriter
     from lifecycle import Supervisor
+    from lifecycle.adapters.influx import InfluxWriter
 
     lines = _lines(n, uuid.uuid4().hex[:12])
     with tempfile.TemporaryDirectory() as root:

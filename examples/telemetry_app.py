@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters.db import Database
-from adapters.http import HealthServer
-from adapters.influx import InfluxWriter
-from adapters.postgres import PostgresDatabase
-from adapters.sqlite import SQLiteDatabase
 from lifecycle import Fallback, Service, Stage, Supervisor, every
+from lifecycle.adapters.db import Database
+from lifecycle.adapters.http import HealthServer
+from lifecycle.adapters.influx import InfluxWriter
+from lifecycle.adapters.postgres import PostgresDatabase
+from lifecycle.adapters.sqlite import SQLiteDatabase
 from lifecycle.events import Event
 from lifecycle.logs import configure
 

@@ -1,7 +1,7 @@
 """Child process for the SIGKILL tests: spool as fast as possible and say what is committed.
 
 ``python tests/influx_spool_child.py spool DIR`` appends batches straight to a
-:class:`~adapters.spool.Spool`; ``... writer DIR TAG`` runs an :class:`InfluxWriter` in
+:class:`~lifecycle.adapters.spool.Spool`; ``... writer DIR TAG`` runs an :class:`InfluxWriter` in
 spool-only mode (no URL). Either way it prints ``committed N`` (flushed) each time N points
 are known to be committed to the spool, and never exits by itself: the parent kills it
 with SIGKILL in the middle of a write.
@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
 
-from adapters.spool import Spool
+from lifecycle.adapters.spool import Spool
 
 BATCH = 2000
 
@@ -37,8 +37,8 @@ def run_spool(directory: str) -> None:
 def run_writer(directory: str, tag: str) -> None:
     import anyio
 
-    from adapters.influx import InfluxWriter
     from lifecycle import Supervisor
+    from lifecycle.adapters.influx import InfluxWriter
 
     async def main() -> None:
         writer = InfluxWriter(None, None, None, None, name="metrics", spool_path=directory,

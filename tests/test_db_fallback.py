@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 import pytest
 
-from adapters.db import Database
-from adapters.postgres import PostgresDatabase
-from adapters.sqlite import SQLiteDatabase
 from lifecycle import Fallback, Supervisor
+from lifecycle.adapters.db import Database
+from lifecycle.adapters.postgres import PostgresDatabase
+from lifecycle.adapters.sqlite import SQLiteDatabase
 
 # An object dropped unclosed (an aiosqlite or asyncpg connection) warns from __del__: with
 # the warning an error, that surfaces as an unraisable exception and fails the test.

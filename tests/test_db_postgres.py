@@ -10,9 +10,9 @@ from typing import Any
 import anyio
 import pytest
 
-from adapters.db import DatabaseClosed, DatabaseUnavailable, QueryTimeout
-from adapters.postgres import PostgresDatabase
 from lifecycle import LeakCheck, Supervisor, redact
+from lifecycle.adapters.db import DatabaseClosed, DatabaseUnavailable, QueryTimeout
+from lifecycle.adapters.postgres import PostgresDatabase
 
 # An object dropped unclosed (an aiosqlite or asyncpg connection) warns from __del__: with
 # the warning an error, that surfaces as an unraisable exception and fails the test.

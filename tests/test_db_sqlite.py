@@ -9,10 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from adapters.db import DatabaseClosed, DatabaseError, DatabaseUnavailable, QueryTimeout
-from adapters.db import translate_placeholders as tr
-from adapters.sqlite import SQLiteDatabase
 from lifecycle import LeakCheck, Supervisor
+from lifecycle.adapters.db import DatabaseClosed, DatabaseError, DatabaseUnavailable, QueryTimeout
+from lifecycle.adapters.db import translate_placeholders as tr
+from lifecycle.adapters.sqlite import SQLiteDatabase
 
 # An aiosqlite connection dropped unclosed warns from __del__ (and only then stops its
 # thread): with the warning an error, that fails the test instead of hiding the bug.

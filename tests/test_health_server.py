@@ -9,8 +9,8 @@ import aiohttp
 import anyio
 import pytest
 
-from adapters.http import HealthServer
 from lifecycle import ConfigError, Service, Supervisor
+from lifecycle.adapters.http import HealthServer
 from lifecycle.events import Event
 
 

@@ -22,8 +22,8 @@ import anyio
 import anyio.to_thread
 import pytest
 
-from adapters.influx import InfluxWriter
 from lifecycle import LeakCheck, Supervisor
+from lifecycle.adapters.influx import InfluxWriter
 from tests.servers.http_faults import (
     PASS,
     STALL,

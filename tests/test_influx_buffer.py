@@ -7,12 +7,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from adapters._influx_batch import EMPTY, Batch
-from adapters._influx_buffer import SMALL, LineBuffer
-from adapters._influx_delivery import Deliverer, Flight
-from adapters._influx_http import Outcome
-from adapters._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
-from adapters.influx import InfluxWriter
+from lifecycle.adapters._influx_batch import EMPTY, Batch
+from lifecycle.adapters._influx_buffer import SMALL, LineBuffer
+from lifecycle.adapters._influx_delivery import Deliverer, Flight
+from lifecycle.adapters._influx_http import Outcome
+from lifecycle.adapters._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
+from lifecycle.adapters.influx import InfluxWriter
 
 
 @pytest.fixture

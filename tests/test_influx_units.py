@@ -7,14 +7,14 @@ from pathlib import Path
 import anyio
 import pytest
 
-from adapters._influx_policy import (
+from lifecycle import ConfigError, StartupError, Supervisor
+from lifecycle.adapters._influx_policy import (
     BatchSizer,
     CircuitBreaker,
     RetryPolicy,
     parse_retry_after,
 )
-from adapters.influx import InfluxWriter, WriterClosedError
-from lifecycle import ConfigError, StartupError, Supervisor
+from lifecycle.adapters.influx import InfluxWriter, WriterClosedError
 
 
 @pytest.fixture
