@@ -3,6 +3,7 @@
 The public API is listed in ``__all__``; see docs/concepts.md for the model.
 """
 
+from .cron import cron
 from .errors import ConfigError, StartupError
 from .every import every
 from .fallback import Fallback
@@ -35,5 +36,6 @@ __all__ = [
     "StartupError",
     "Supervisor",
     "SupervisorState",
+    "cron",
     "every",
 ]

@@ -17,7 +17,7 @@ from ._context import current_service
 from ._monitor import Monitor, has_check
 from ._work import OwnedThreads, WorkHost, thread_stacks
 from .events import Event, ServiceRestarting, ServiceStarting, StageFinished
-from .every import EverySpec, every
+from .every import LoopSpec, every
 from .policy import RestartBudget
 from .report import Attempt, LifecycleReport, RestartRecord, StageRecord, StartRecord
 from .service import Service, ServiceState
@@ -168,9 +168,9 @@ class ServiceRuntime:
             self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec)), attr)
 
     @staticmethod
-    async def _loop(svc: Service, attr: str, spec: EverySpec) -> None:
+    async def _loop(svc: Service, attr: str, spec: LoopSpec) -> None:
         body = getattr(svc, attr)
-        async for _ in svc.ticks(spec.interval, immediate=spec.immediate):
+        async for _ in spec.ticks(svc):
             if await body() is every.STOP:
                 return
 

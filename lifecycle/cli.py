@@ -24,6 +24,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from .diagram import FORMATS, cycle_graph, render
 from .errors import ConfigError
 from .logs import configure
 from .plan import plan_of
@@ -133,6 +134,9 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate the app and print its plan; start nothing")
     common(check)
     check.add_argument("--json", action="store_true", help="print the plan as JSON")
+    check.add_argument("--graph", choices=sorted(FORMATS), metavar="{dot,mermaid}",
+                       help="print the dependency graph (start levels, stop waves, deadlines) "
+                            "as Graphviz DOT or Mermaid instead of the plan")
     check.add_argument("--strict", action="store_true",
                        help="exit 2 when the plan has warnings (a close that may overrun)")
     return p
@@ -145,6 +149,9 @@ def _build(args: argparse.Namespace) -> Supervisor | None:
         return sup
     except ConfigError as exc:
         print(f"lifecycle: configuration error in {args.target}: {exc}", file=sys.stderr)
+        graph = getattr(args, "graph", None)
+        if graph and exc.cycle:
+            print(cycle_graph(exc.cycle, graph), end="")
     except LoadError as exc:
         print(f"lifecycle: {exc}", file=sys.stderr)
     except Exception as exc:
@@ -184,7 +191,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if sup is None:
         return USAGE_ERROR
     plan = plan_of(sup)
-    print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.format())
+    if args.graph:
+        print(render(plan, args.graph), end="")
+    else:
+        print(json.dumps(plan.to_dict(), indent=2) if args.json else plan.format())
     return USAGE_ERROR if args.strict and plan.warnings else 0
 
 

@@ -11,8 +11,11 @@ if TYPE_CHECKING:
 class ConfigError(ValueError):
     """The services or the supervisor are configured wrongly; raised before anything starts.
 
-    The message always names the offending service, stage or argument.
+    The message always names the offending service, stage or argument. ``cycle`` is set
+    for a dependency cycle: the names along it, ``[a, b, ..., a]`` (a depends on b).
     """
+
+    cycle: list[str] | None = None
 
 
 class StartupError(RuntimeError):

@@ -1,12 +1,20 @@
-"""``@every(interval)``: a background loop declared on a service method."""
+"""``@every(interval)``: a background loop declared on a service method.
+
+``@every`` and ``@cron`` (lifecycle/cron.py) both mark a method with a :class:`LoopSpec`;
+the supervisor runs every marked method on the same shutdown-aware loop: the spec only says
+when the next tick is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from .stage import check_timeout
+
+if TYPE_CHECKING:
+    from .service import Service
 
 _ATTR: Final = "__lifecycle_every__"
 
@@ -27,10 +35,27 @@ class _Stop:
         return "every.STOP"
 
 
+class LoopSpec:
+    """When a marked method runs: :meth:`ticks` yields once per run until shutdown begins."""
+
+    def ticks(self, service: Service) -> AsyncIterator[int]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """How the schedule reads in plans and graphs (``every 60s``, ``cron */5 * * * *``)."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class EverySpec:
-    interval: float
-    immediate: bool
+class EverySpec(LoopSpec):
+    interval: float  # seconds between ticks (fixed rate), > 0
+    immediate: bool  # the first tick at once instead of after one interval
+
+    def ticks(self, service: Service) -> AsyncIterator[int]:
+        return service.ticks(self.interval, immediate=self.immediate)
+
+    def describe(self) -> str:
+        return f"every {self.interval:g}s"
 
 
 class _Every:
@@ -45,19 +70,23 @@ class _Every:
     STOP: Final = _Stop()
 
     def __call__(self, interval: float, *, immediate: bool = False) -> Callable[[F], F]:
-        spec = EverySpec(check_timeout(interval, "@every interval"), bool(immediate))
-
-        def mark(fn: F) -> F:
-            setattr(fn, _ATTR, spec)
-            return fn
-
-        return mark
+        return mark_loop(EverySpec(check_timeout(interval, "@every interval"), bool(immediate)))
 
 
 every: Final = _Every()
 
 
-def loop_spec(obj: object) -> EverySpec | None:
-    """The ``@every`` spec of a function, or None."""
+def mark_loop(spec: LoopSpec) -> Callable[[F], F]:
+    """The decorator that marks a method with ``spec`` (shared by ``@every`` and ``@cron``)."""
+
+    def mark(fn: F) -> F:
+        setattr(fn, _ATTR, spec)
+        return fn
+
+    return mark
+
+
+def loop_spec(obj: object) -> LoopSpec | None:
+    """The ``@every``/``@cron`` spec of a function, or None."""
     spec = getattr(obj, _ATTR, None)
-    return spec if isinstance(spec, EverySpec) else None
+    return spec if isinstance(spec, LoopSpec) else None

@@ -40,7 +40,9 @@ def validate(services: Sequence[Service], shutdown_timeout: float,
                               f"than shutdown_timeout={shutdown_timeout:g} s")
     cycle = find_cycle(by_name)
     if cycle:
-        raise ConfigError("dependency cycle: " + " -> ".join(cycle))
+        error = ConfigError("dependency cycle: " + " -> ".join(cycle))
+        error.cycle = cycle
+        raise error
     return by_name
 
 

@@ -13,7 +13,7 @@ import anyio
 
 from ._bounded import now
 from .errors import ConfigError
-from .every import EverySpec, loop_spec
+from .every import LoopSpec, loop_spec
 from .health import Health
 from .policy import RestartPolicy
 from .stage import Stage
@@ -59,13 +59,13 @@ class Service:
     grace_period: float = 10.0
     cooldown: float = 30.0
 
-    _loops: ClassVar[dict[str, EverySpec]] = {}
+    _loops: ClassVar[dict[str, LoopSpec]] = {}
     #: True for Fallback: its candidates carry the stages, loops and run() that get used.
     _is_chain: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        loops: dict[str, EverySpec] = {}
+        loops: dict[str, LoopSpec] = {}
         for klass in reversed(cls.__mro__):
             for attr, value in vars(klass).items():
                 spec = loop_spec(value)
@@ -134,7 +134,7 @@ class Service:
         return type(self).run is not Service.run
 
     @property
-    def loops(self) -> dict[str, EverySpec]:
+    def loops(self) -> dict[str, LoopSpec]:
         return type(self)._loops
 
     # ----- helpers for code inside the service ------------------------------------------
