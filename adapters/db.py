@@ -15,6 +15,7 @@ object it can use without knowing which one it got:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from abc import ABC, abstractmethod
@@ -22,12 +23,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 
 from lifecycle import Service
-from lifecycle.redact import scrub
+from lifecycle.redact import safe_cause, scrub
 from lifecycle.stage import check_timeout
 
 T = TypeVar("T")
@@ -41,7 +42,31 @@ CHECK_SHARE = 0.9
 
 
 class DatabaseError(Exception):
-    """Base of the errors this package raises itself (driver errors pass through as is)."""
+    """Base of every error a :class:`Database` raises, whichever back end it runs on.
+
+    Driver errors never escape the portable interface: each is raised as one of the
+    subclasses below, with the driver's exception as ``__cause__`` (dropped when its text
+    would reveal a secret), and a message scrubbed of passwords.
+    """
+
+
+class IntegrityError(DatabaseError):
+    """A constraint refused the change. ``kind`` says which: ``"unique"``, ``"not_null"``,
+    ``"foreign_key"``, ``"check"``, or ``"other"``."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class QueryError(DatabaseError):
+    """The statement itself is wrong: syntax, unknown table or column, bad argument count
+    or type. Retrying it will not help."""
+
+
+class ConnectionLost(DatabaseError):
+    """The connection broke during the operation (server killed or restarted, network
+    cut). Whether a write before the break was committed is unknown."""
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -55,6 +80,22 @@ class QueryTimeout(DatabaseError, TimeoutError):
 
 class DatabaseClosed(DatabaseError):
     """The database is not started, or is closing or closed."""
+
+
+def raise_as(error: DatabaseError, cause: BaseException, secrets: Iterable[str]) -> NoReturn:
+    """Raise ``error`` from the driver's ``cause``, unless ``cause`` would show a secret."""
+    raise error from safe_cause(cause, list(secrets))
+
+
+def require_asyncio(adapter: str, driver: str) -> None:
+    """Refuse to start under trio with a clear reason: the drivers (asyncpg, aiosqlite) are
+    asyncio libraries and otherwise fail deep inside with unrelated messages."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{adapter} needs asyncio: {driver} is an asyncio library and does not run "
+            "under trio; run the supervisor with backend='asyncio'") from None
 
 
 class Database(Service, ABC):
@@ -274,13 +315,18 @@ __all__ = [
     "CHECK_SHARE",
     "Checkout",
     "Checkouts",
+    "ConnectionLost",
     "Database",
     "DatabaseClosed",
     "DatabaseError",
     "DatabaseUnavailable",
+    "IntegrityError",
+    "QueryError",
     "QueryTimeout",
     "Row",
     "TaskLocal",
+    "raise_as",
+    "require_asyncio",
     "rows_affected",
     "translate_placeholders",
     "wait_until",

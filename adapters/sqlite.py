@@ -1,7 +1,7 @@
 """SQLite through aiosqlite, as a service whose worker thread never outlives it.
 
 aiosqlite runs each connection in its own non-daemon thread; a connection that is never
-closed keeps the process alive at exit (DESIGN.md section 7). So the connection is closed
+closed keeps the process alive at exit (see docs/databases.md). So the connection is closed
 in ``finally`` on every path: a failed or cancelled start, and the close stage. The close
 is bounded: a statement still running is interrupted, and a thread that will not end is
 reported, never waited on forever.
@@ -27,6 +27,7 @@ import aiosqlite
 import anyio
 
 from lifecycle import ConfigError, Health, Stage
+from lifecycle.adapters._sqlite_errors import reraise
 from lifecycle.adapters.db import (
     CHECK_SHARE,
     Checkout,
@@ -38,6 +39,7 @@ from lifecycle.adapters.db import (
     Row,
     TaskLocal,
     positive_seconds,
+    require_asyncio,
     translate_placeholders,
     wait_until,
 )
@@ -99,6 +101,7 @@ class SQLiteDatabase(Database):
     # -- start / check / close -------------------------------------------------------
 
     async def start(self) -> None:
+        require_asyncio(f"SQLiteDatabase {self.name!r}", "aiosqlite")
         uri = self.path.startswith("file:")
         if not uri and self.path != ":memory:":
             try:
@@ -271,9 +274,10 @@ class SQLiteDatabase(Database):
             await _interrupt(conn)
             raise QueryTimeout(f"{self.name}: {op} did not finish within {deadline:g} s"
                                ) from None
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # cancelled
-                await _interrupt(conn)
+        except Exception as exc:
+            reraise(exc, f"{self.name}: {op}")
+        except BaseException:  # cancelled
+            await _interrupt(conn)
             raise
 
     # -- the portable interface ------------------------------------------------------

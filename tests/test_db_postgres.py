@@ -187,7 +187,8 @@ async def test_not_started_and_missing_dsn() -> None:
         await db.fetch("SELECT 1")
     with anyio.fail_after(1.0), pytest.raises(DatabaseUnavailable, match="DATABASE_URL is not set"):
         await db.start()
-    named = PostgresDatabase.from_env(name="main_db", var="MY_DB", environ={"MY_DB": "x"})
+    named = PostgresDatabase.from_env(name="main_db", var="MY_DB",
+                                     environ={"MY_DB": "postgresql://db/x"})
     assert named.name == "main_db"
 
 

@@ -10,7 +10,13 @@ import anyio
 import pytest
 
 from lifecycle import LeakCheck, Supervisor
-from lifecycle.adapters.db import DatabaseClosed, DatabaseError, DatabaseUnavailable, QueryTimeout
+from lifecycle.adapters.db import (
+    DatabaseClosed,
+    DatabaseError,
+    DatabaseUnavailable,
+    IntegrityError,
+    QueryTimeout,
+)
 from lifecycle.adapters.db import translate_placeholders as tr
 from lifecycle.adapters.sqlite import SQLiteDatabase
 
@@ -99,8 +105,9 @@ async def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
     try:
         await db.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
         await db.execute("CREATE TABLE c (id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id))")
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(IntegrityError) as info:
             await db.execute("INSERT INTO c (p) VALUES ($1)", 42)
+        assert info.value.kind == "foreign_key"
     finally:
         await db.close()
 
@@ -111,7 +118,7 @@ async def test_executemany_is_atomic(tmp_path: Path) -> None:
     await db.start()
     try:
         await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(IntegrityError):
             await db.executemany("INSERT INTO t (id) VALUES ($1)", [(1,), (2,), (1,)])
         assert await db.fetchval("SELECT count(*) FROM t") == 0
     finally:
