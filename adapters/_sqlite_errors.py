@@ -40,8 +40,8 @@ def translate(exc: BaseException, where: str) -> DatabaseError | None:
         return IntegrityError(text, _KINDS.get(code, "other"))
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return QueryTimeout(text)  # another connection held the lock past busy_timeout
-    if code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT")):
-        return ConnectionLost(text)  # the file went away or went bad under the connection
+    if code == "SQLITE_READONLY_DBMOVED" or code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return ConnectionLost(text)  # file deleted, moved, unreadable
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
         return ConnectionLost(text)  # "Cannot operate on a closed database."
     if isinstance(exc, ValueError) and str(exc) == "Connection closed":

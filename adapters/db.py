@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
 import anyio
 
@@ -107,6 +107,9 @@ class Database(Service, ABC):
 
     #: Deadline of a health check (``SELECT 1``); the supervisor enforces it as well.
     check_timeout = 2.0
+    #: ``"postgresql"`` or ``"sqlite"``: for the few statements no SQL spelling serves
+    #: both (an auto-generated id column; see docs/databases.md).
+    dialect: ClassVar[str] = ""
 
     @abstractmethod
     async def execute(self, sql: str, *args: Any, timeout: float | None = None) -> int:

@@ -50,6 +50,7 @@ class PostgresDatabase(PooledOperations):
     """A PostgreSQL pool as a service. ``Fallback`` candidates: see ``docs/databases.md``."""
 
     name = "postgres"
+    dialect = "postgresql"
     start_timeout = 10.0
 
     def __init__(

@@ -59,6 +59,7 @@ class SQLiteDatabase(Database):
     """A SQLite file (or ``:memory:``) as a service. See ``docs/databases.md``."""
 
     name = "sqlite"
+    dialect = "sqlite"
     start_timeout = 10.0
 
     def __init__(
