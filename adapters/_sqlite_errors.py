@@ -27,6 +27,7 @@ _KINDS = {
     "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign_key",
     "SQLITE_CONSTRAINT_CHECK": "check",
 }
+_GONE = ("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT")
 
 
 def translate(exc: BaseException, where: str) -> DatabaseError | None:
@@ -40,8 +41,8 @@ def translate(exc: BaseException, where: str) -> DatabaseError | None:
         return IntegrityError(text, _KINDS.get(code, "other"))
     if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return QueryTimeout(text)  # another connection held the lock past busy_timeout
-    if code == "SQLITE_READONLY_DBMOVED" or code.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT")):
-        return ConnectionLost(text)  # file deleted, moved, unreadable
+    if code == "SQLITE_READONLY_DBMOVED" or code.startswith(_GONE):
+        return ConnectionLost(text)  # the file was deleted, moved, or became unreadable
     if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
         return ConnectionLost(text)  # "Cannot operate on a closed database."
     if isinstance(exc, ValueError) and str(exc) == "Connection closed":

@@ -67,6 +67,7 @@ class Monitor:
             res = await core.jobs.run(svc.check, deadline=svc.check_timeout, context=rt.context,
                                       label=f"{rt.name}.check")
             healthy, reason = _verdict(res.outcome, res.value, core.describe(res.error), svc)
+            reason = core.scrub(reason) or ""  # a check's own reason may quote a secret
             self.checks += 1
             self.healthy, self.reason, self.checked_at = healthy, reason, now()
             if now() < grace_until:

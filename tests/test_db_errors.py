@@ -86,7 +86,7 @@ async def target(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         db: Database = PostgresDatabase(server.dsn, start_timeout=10.0, close_timeout=1.0)
         stall, resume, kill = server.stall, server.resume, server.kill
         password = server.password
-        request.addfinalizer(server.resume)
+        request.addfinalizer(server.resume)  # noqa: PT021 (only for this parameter)
         driver: type[BaseException] = asyncpg.PostgresError
     else:
         path = tmp_path / "app.db"
@@ -119,6 +119,12 @@ async def make_tables(db: Database) -> None:
     await db.execute(f"CREATE TABLE child (id {IDENTITY[db.dialect]}, "
                      "parent_id BIGINT NOT NULL REFERENCES parent(id), "
                      "qty INTEGER CHECK (qty > 0))")
+
+
+async def insert_twice_in_a_transaction(db: Database, sql: str, args: tuple[Any, ...]) -> None:
+    async with db.transaction():
+        await db.execute("INSERT INTO parent (name) VALUES ($1)", "kept?")
+        await db.execute(sql, *args)
 
 
 def all_text(exc: BaseException) -> str:
@@ -160,9 +166,7 @@ async def test_constraint_violations_are_integrity_errors(
     assert info.value.kind == kind
     assert_portable(info.value, target)
     with pytest.raises(IntegrityError):  # inside a transaction too, and it rolls back
-        async with db.transaction():
-            await db.execute("INSERT INTO parent (name) VALUES ($1)", "kept?")
-            await db.execute(sql, *args)
+        await insert_twice_in_a_transaction(db, sql, args)
     assert await db.fetchval("SELECT count(*) FROM parent") == 1
 
 
