@@ -90,6 +90,12 @@ class ServiceRuntime:
     def dependency(self, name: str) -> Service:
         return self.core.resolve(name)
 
+    @property
+    def degraded(self) -> bool:
+        """A Fallback running on a lesser candidate."""
+        is_degraded = getattr(self.declared, "is_degraded", None)
+        return bool(self.started and is_degraded is not None and is_degraded(self.active))
+
     def request_shutdown(self, reason: str) -> None:
         self.core.request_shutdown(reason)
 
@@ -166,6 +172,8 @@ class ServiceRuntime:
             self.spawn(self._supervised, ("run", svc.run), "run")
         for attr, spec in svc.loops.items():
             self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec)), attr)
+        for label, work in getattr(self.declared, "background", lambda _: [])(svc):
+            self.spawn(work, (), label)  # a Fallback's recheck of its preferred candidates
 
     @staticmethod
     async def _loop(svc: Service, attr: str, spec: LoopSpec) -> None:

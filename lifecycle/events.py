@@ -109,3 +109,21 @@ class ServiceRecovering(Event):
     attempt: int = 0
     method: str = ""  # "recover" or "restart"
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceDegraded(Event):
+    """A Fallback started on a candidate other than its preferred (first) one."""
+
+    winner: str = ""
+    preferred: str = ""
+    reason: str | None = None  # why the preferred candidate did not start (scrubbed)
+    ready: bool = True  # whether the degraded service counts as ready (``degraded_ready``)
+
+
+@dataclass(frozen=True)
+class FallbackRecovered(Event):
+    """A degraded Fallback's recheck found a preferred candidate answering again."""
+
+    candidate: str = ""
+    action: str = ""  # "alert", or "restart" (a graceful shutdown with exit code 75)

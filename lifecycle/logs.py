@@ -118,7 +118,7 @@ def _why(error: Any) -> str:
 
 
 _WARN_KINDS = frozenset({"ServiceStartFailed", "ServiceFailed", "ShutdownForced", "HealthAlert",
-                         "ServiceRecovering"})
+                         "ServiceRecovering", "ServiceDegraded", "FallbackRecovered"})
 
 
 def describe_event(d: dict[str, Any]) -> tuple[int, str]:
@@ -158,6 +158,12 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
             f" after {d['recoveries']} recoveries" if d["recoveries"] else "")
     elif kind == "ServiceRecovering":
         text = f"{who}: recovering by {d['method']} (attempt {d['attempt']}){_why(d['reason'])}"
+    elif kind == "ServiceDegraded":
+        text = (f"{who}: DEGRADED, running on {d['winner']} instead of {d['preferred']}"
+                f"{_why(d['reason'])}" + ("" if d["ready"] else " (not ready: degraded_ready=False)"))
+    elif kind == "FallbackRecovered":
+        text = (f"{who}: preferred candidate {d['candidate']} answers again"
+                + ("; restarting onto it (exit code 75)" if d["action"] == "restart" else ""))
     elif kind == "Stopped":
         text = f"stopped: exit code {d['exit_code']}" + (" (ok)" if d["ok"] else "")
     else:  # an event kind added later: still one line, with its fields

@@ -11,6 +11,8 @@ Exit codes (``report.exit_code``, meant for ``sys.exit``):
 4     unclean shutdown: a stage failed, overran (timeout), was abandoned or skipped for
       lack of budget, or a service's tasks had to be cancelled
 5     the shutdown was clean but threads or tasks leaked
+75    restart requested: a degraded ``Fallback`` saw its preferred candidate answer again
+      (``on_recovered="restart"``); the process manager should start the app afresh
 128+N a second signal N forced the shutdown (130 for SIGINT, 143 for SIGTERM)
 ====  ===================================================================================
 """
@@ -36,6 +38,7 @@ class ExitCode(enum.IntEnum):
     SERVICE_FAILED = 3
     UNCLEAN_SHUTDOWN = 4
     LEAKS = 5
+    RESTART_REQUESTED = 75  # EX_TEMPFAIL: "try again"; see docs/databases.md
 
 
 @dataclass
@@ -61,6 +64,12 @@ class StartRecord:
     stack: str | None = None
     winner: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def degraded(self) -> bool:
+        """A Fallback runs on a candidate other than its first (its preferred one)."""
+        return self.outcome == OK and bool(self.attempts) and \
+            self.winner not in (None, self.attempts[0].candidate)
 
 
 @dataclass
@@ -116,6 +125,7 @@ class LifecycleReport:
     leaks: LeakReport | None = None
     reason: str | None = None
     service_failed: bool = False
+    restart_requested: str | None = None  # why (a Fallback's preferred candidate is back)
     forced_by: int | None = None
     startup_elapsed: float = 0.0
     shutdown_began: float = 0.0  # seconds since the supervisor began
@@ -129,6 +139,11 @@ class LifecycleReport:
         for (a signal during startup) is not a failure."""
         return any(r.outcome in (ERROR, TIMEOUT, ABANDONED) and not r.optional
                    for r in self.startup.values())
+
+    @property
+    def degraded(self) -> dict[str, str]:
+        """Fallbacks that ran on a lesser candidate: service -> the candidate that won."""
+        return {name: rec.winner or "" for name, rec in self.startup.items() if rec.degraded}
 
     def stages(self) -> list[StageRecord]:
         return [rec for stages in self.shutdown.values() for rec in stages.values()]
@@ -144,6 +159,8 @@ class LifecycleReport:
             return ExitCode.STARTUP_FAILED
         if self.service_failed:
             return ExitCode.SERVICE_FAILED
+        if self.restart_requested:
+            return ExitCode.RESTART_REQUESTED
         if self.culprits():
             return ExitCode.UNCLEAN_SHUTDOWN
         if self.leaks is not None and not self.leaks.ok:
@@ -168,6 +185,8 @@ class LifecycleReport:
             "exit_code": int(self.exit_code),
             "reason": self.reason,
             "forced_by": self.forced_by,
+            "restart_requested": self.restart_requested,
+            "degraded": self.degraded,
             "startup_elapsed": self.startup_elapsed,
             "shutdown_began": self.shutdown_began,
             "shutdown_elapsed": self.shutdown_elapsed,
@@ -188,6 +207,11 @@ class LifecycleReport:
             lines.append(f"shutdown reason: {self.reason}")
         if self.forced_by is not None:
             lines.append(f"shutdown forced by a second {_signame(self.forced_by)}")
+        if self.restart_requested:
+            lines.append(f"restart requested: {self.restart_requested}")
+        for service, winner in self.degraded.items():
+            lines.append(f"degraded: {service} ran on {winner}, not its preferred "
+                         f"{self.startup[service].attempts[0].candidate}")
         lines.append(f"\nstartup ({self.startup_elapsed:.2f} s)")
         rows: list[tuple[str, ...]] = [("service", "outcome", "elapsed", "deadline", "detail")]
         for rec in self.startup.values():

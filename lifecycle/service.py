@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import anyio
 
@@ -21,6 +21,12 @@ from .stage import Stage
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
     from .supervisor import Supervisor
+
+
+S = TypeVar("S", bound="Service")
+#: The ``kind`` of ``dependency(name, kind)``: a class. Spelled as a callable because
+#: mypy refuses an abstract class (``Database``) where ``type[S]`` is expected.
+Kind = Callable[..., S]
 
 
 class ServiceState(str, enum.Enum):
@@ -227,13 +233,23 @@ class Service:
         label = name or str(getattr(target, "__name__", "thread"))
         return self._runtime("spawn_thread()").spawn_thread(target, args, label, daemon)
 
-    def dependency(self, name: str) -> Service:
-        """The started service ``name`` (a Fallback's winner); it must be in ``depends_on``."""
+    @overload
+    def dependency(self, name: str) -> Service: ...
+    @overload
+    def dependency(self, name: str, kind: Kind[S]) -> S: ...
+
+    def dependency(self, name: str, kind: Kind[Service] | None = None) -> Service:
+        """The started service ``name`` (a Fallback's winner); it must be in ``depends_on``.
+
+        ``self.dependency("db", Database)`` is typed ``Database`` for the type checker and
+        checked at run time: another type is a ``TypeError`` naming both services.
+        """
         if name not in self.depends_on:
             raise LookupError(
                 f"service {self.name!r} asked for {name!r}, which is not in its depends_on "
                 f"{self.depends_on!r}")
-        return self._runtime("dependency()").dependency(name)
+        found = self._runtime("dependency()").dependency(name)
+        return check_kind(found, kind, f"service {self.name!r} asked for {name!r}")
 
     @property
     def supervisor(self) -> Supervisor:
@@ -248,6 +264,18 @@ class Service:
         if self._rt is None:
             raise RuntimeError(f"{what} of service {self.name!r} needs a running Supervisor")
         return self._rt
+
+
+def check_kind(found: Service, kind: Kind[Service] | None, asked: str) -> Service:
+    """``found``, unless it is not a ``kind``: then a TypeError naming both sides."""
+    if kind is None:
+        return found
+    if not isinstance(kind, type):
+        raise TypeError(f"{asked}: kind must be a class, got {kind!r}")
+    if isinstance(found, kind):
+        return found
+    raise TypeError(f"{asked} as a {kind.__name__}, but it is {found.name!r}, a "
+                    f"{type(found).__name__}")
 
 
 def validate_service(service: Service) -> None:

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import anyio
 import anyio.from_thread
@@ -26,6 +26,7 @@ from .errors import ConfigError, StartupError
 from .events import (
     AllStarted,
     Event,
+    ServiceDegraded,
     ServiceFailed,
     ServiceStarted,
     ServiceStartFailed,
@@ -34,15 +35,17 @@ from .events import (
     ShutdownRequested,
     Stopped,
 )
+from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import log_events
 from .report import FailureRecord, LifecycleReport, StartRecord
-from .service import Service, ServiceState
+from .service import Kind, Service, ServiceState, check_kind
 from .systemd import Notifier
 
 log = logging.getLogger("lifecycle")
 
 Listener = Callable[[Event], None]
+S = TypeVar("S", bound=Service)
 
 
 class SupervisorState(str, enum.Enum):
@@ -95,14 +98,23 @@ class Supervisor:
     def __getitem__(self, name: str) -> Service:
         return self.resolve(name)
 
-    def resolve(self, name: str) -> Service:
-        """The started service ``name`` (for a Fallback, the candidate that won)."""
+    @overload
+    def resolve(self, name: str) -> Service: ...
+    @overload
+    def resolve(self, name: str, kind: Kind[S]) -> S: ...
+
+    def resolve(self, name: str, kind: Kind[Service] | None = None) -> Service:
+        """The started service ``name`` (for a Fallback, the candidate that won).
+
+        With ``kind``, the type checker sees that type, and a service of another type is a
+        ``TypeError`` naming both.
+        """
         rt = self._runtimes.get(name)
         if rt is None or not rt.started:
             state = rt.declared.state.value if rt else (
                 "not started" if name in self._by_name else "unknown")
             raise LookupError(f"service {name!r} is not running ({state})")
-        return rt.active
+        return check_kind(rt.active, kind, f"supervisor {self.name!r} resolved {name!r}")
 
     @property
     def ready(self) -> bool:
@@ -116,6 +128,8 @@ class Supervisor:
             if rt.active.state != ServiceState.RUNNING:
                 return False
             if rt.monitor is not None and rt.monitor.in_incident:
+                return False
+            if rt.degraded and not getattr(rt.declared, "degraded_ready", True):
                 return False
         return True
 
@@ -139,8 +153,11 @@ class Supervisor:
             active = rt.active if rt is not None else svc
             services[name] = {"state": active.state.value, "optional": svc.optional,
                               **(rt.health_view() if rt is not None else {})}
+            if isinstance(svc, Fallback):
+                services[name].update(svc.view(active))
+        degraded = [name for name, rt in self._runtimes.items() if rt.degraded]
         return {"name": self.name, "state": self.state.value, "started": self.started,
-                "ready": self.ready, "alive": self.alive,
+                "ready": self.ready, "alive": self.alive, "degraded": degraded,
                 "shutting_down": self.shutdown_requested, "draining": self._draining,
                 "services": services}
 
@@ -353,6 +370,11 @@ class Supervisor:
             records[rt.name] = rec
             if rec.outcome == OK:
                 self.emit(ServiceStarted(rt.name, elapsed=rec.elapsed, winner=rec.winner))
+                if rec.degraded:
+                    self.emit(ServiceDegraded(
+                        rt.name, winner=rec.winner or "", preferred=rec.attempts[0].candidate,
+                        reason=rec.attempts[0].error,
+                        ready=bool(getattr(rt.declared, "degraded_ready", True))))
                 return
             self.emit(ServiceStartFailed(rt.name, outcome=rec.outcome, error=rec.error,
                                          optional=rec.optional))
