@@ -35,7 +35,7 @@ def translate(exc: BaseException, where: str) -> DatabaseError | None:
     ``exc`` is not a driver error (the app's own exception)."""
     if isinstance(exc, DatabaseError):
         return exc
-    code = str(getattr(exc, "sqlite_errorname", ""))
+    code = str(getattr(exc, "sqlite_errorname", "")) or _code_from_text(str(exc))
     text = f"{where}: {describe_error(exc, ())}"
     if isinstance(exc, sqlite3.IntegrityError):
         return IntegrityError(text, _KINDS.get(code, "other"))
@@ -50,6 +50,15 @@ def translate(exc: BaseException, where: str) -> DatabaseError | None:
     if isinstance(exc, sqlite3.Error):
         return QueryError(text)
     return None
+
+
+def _code_from_text(text: str) -> str:
+    """Python 3.10 has no ``sqlite_errorname``: the extended code from the message."""
+    for prefix, kind in (("UNIQUE", "UNIQUE"), ("NOT NULL", "NOTNULL"),
+                         ("FOREIGN KEY", "FOREIGNKEY"), ("CHECK", "CHECK")):
+        if text.startswith(f"{prefix} constraint failed"):
+            return f"SQLITE_CONSTRAINT_{kind}"
+    return "SQLITE_BUSY" if "database is locked" in text else ""
 
 
 def reraise(exc: Exception, where: str) -> NoReturn:

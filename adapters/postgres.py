@@ -111,6 +111,14 @@ class PostgresDatabase(PooledOperations):
         db._missing_reason = f"{var} is not set"
         return db
 
+    @classmethod
+    def cloud_sql(cls, instance: str, **kwargs: Any) -> PostgresDatabase:
+        """A pool on a Cloud SQL instance through the Cloud SQL Python Connector (the
+        ``cloudsql`` extra); see :class:`~lifecycle.adapters.cloudsql.CloudSQLDatabase`."""
+        from lifecycle.adapters.cloudsql import CloudSQLDatabase
+
+        return CloudSQLDatabase(instance, **kwargs)
+
     # -- secrets ---------------------------------------------------------------------
 
     @property
