@@ -23,9 +23,9 @@ from lifecycle.adapters.postgres import PostgresDatabase
 from lifecycle.adapters.sqlite import SQLiteDatabase
 
 pytest.importorskip("google.cloud.sql.connector", reason="pip install 'lifecycle-supervisor[cloudsql]'")
-from google.oauth2.credentials import Credentials  # noqa: E402
+from google.oauth2.credentials import Credentials
 
-from lifecycle.adapters.cloudsql import CloudSQLDatabase  # noqa: E402
+from lifecycle.adapters.cloudsql import CloudSQLDatabase
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 SECRET = "cloud-Zq8-sEcReT"
