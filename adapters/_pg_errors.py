@@ -63,10 +63,7 @@ def translate(exc: BaseException, where: str, secrets: Iterable[str]) -> Databas
 
 def reraise(exc: Exception, where: str, secrets: Iterable[str]) -> NoReturn:
     """Raise the portable error for ``exc`` from it; ``exc`` itself when it has none."""
-    error = translate(exc, where, secrets)
-    if error is None or error is exc:
-        raise exc
-    raise_as(error, exc, secrets)
+    raise_as(translate(exc, where, secrets), exc, secrets)
 
 
 def terminate_conn(conn: asyncpg.Connection) -> None:

@@ -63,7 +63,4 @@ def _code_from_text(text: str) -> str:
 
 def reraise(exc: Exception, where: str) -> NoReturn:
     """Raise the portable error for ``exc`` from it; ``exc`` itself when it has none."""
-    error = translate(exc, where)
-    if error is None or error is exc:
-        raise exc
-    raise_as(error, exc, ())
+    raise_as(translate(exc, where), exc, ())

@@ -82,8 +82,11 @@ class DatabaseClosed(DatabaseError):
     """The database is not started, or is closing or closed."""
 
 
-def raise_as(error: DatabaseError, cause: BaseException, secrets: Iterable[str]) -> NoReturn:
-    """Raise ``error`` from the driver's ``cause``, unless ``cause`` would show a secret."""
+def raise_as(error: DatabaseError | None, cause: Exception, secrets: Iterable[str]) -> NoReturn:
+    """Raise ``error`` (the portable form of the driver's ``cause``) from ``cause``, unless
+    ``cause`` would show a secret; ``cause`` itself when it has no portable form."""
+    if error is None or error is cause:
+        raise cause
     raise error from safe_cause(cause, list(secrets))
 
 

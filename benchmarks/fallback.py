@@ -32,7 +32,27 @@ SUBJECTS = {
                           "candidate's 1 s `start_timeout`.",
     "PostgreSQL up": "the chain against a running PostgreSQL: the pool (`min_size=1`) is "
                      "created and Postgres wins.",
+    "Cloud SQL unreachable → SQLite": "the chain with a `CloudSQLDatabase` (the real Cloud SQL "
+                                      "connector, no network here) first; the ratio is to its "
+                                      "1 s `start_timeout`.",
 }
+CLOUD_SQL = "cloudsql:"  # the marker for the Cloud SQL case in place of a DSN
+
+
+def _candidate(dsn: str) -> Any:
+    """The preferred candidate: a PostgresDatabase on ``dsn``, or a CloudSQLDatabase."""
+    if dsn == CLOUD_SQL:
+        from google.oauth2.credentials import Credentials
+
+        from lifecycle.adapters.cloudsql import CloudSQLDatabase
+
+        return CloudSQLDatabase("bench:region:instance", user="bench", db="bench",
+                                password="bench-secret", start_timeout=START_TIMEOUT,
+                                credentials=Credentials(  # type: ignore[no-untyped-call]
+                                    token="not-a-real-token"))
+    from lifecycle.adapters.postgres import PostgresDatabase
+
+    return PostgresDatabase(dsn, start_timeout=START_TIMEOUT)
 
 
 def _sizes(size: Size) -> int:
@@ -46,7 +66,6 @@ def _dsn(host: str, port: int) -> str:
 
 def sample_chain(dsn: str | None) -> dict[str, Any]:
     from lifecycle import Fallback, Service, Supervisor
-    from lifecycle.adapters.postgres import PostgresDatabase
     from lifecycle.adapters.sqlite import SQLiteDatabase
 
     async def main() -> dict[str, Any]:
@@ -54,8 +73,7 @@ def sample_chain(dsn: str | None) -> dict[str, Any]:
             lite = SQLiteDatabase(os.path.join(root, "app.db"))
             service: Service = lite
             if dsn is not None:
-                service = Fallback("db", PostgresDatabase(dsn, start_timeout=START_TIMEOUT),
-                                   lite)
+                service = Fallback("db", _candidate(dsn), lite)
             sup = Supervisor([service], shutdown_timeout=10.0)
             with Clock() as clock:
                 await sup.__aenter__()
@@ -78,9 +96,10 @@ def run(size: Size, pool: Pool | None = None) -> list[Result]:
             ("refused → SQLite", _dsn(*servers.get_closed_port())),
             ("blackhole → SQLite", _dsn(*servers.get_blackhole())),
             ("PostgreSQL up", servers.get_postgres().dsn),
+            ("Cloud SQL unreachable → SQLite", CLOUD_SQL),
         ]
         for subject, dsn in cases:
-            slow = subject.startswith("blackhole")
+            slow = subject.startswith(("blackhole", "Cloud SQL"))
             samples = measure(f"{__name__}:sample_chain", dsn=dsn, repeats=repeats,
                               warmup=1 if size == "full" and not slow else 0, timeout=120.0)
             rows[subject] = (summarize(samples.values), samples.extra)
@@ -90,12 +109,14 @@ def run(size: Size, pool: Pool | None = None) -> list[Result]:
         goal, met, rel = "", None, ratio(st.median, ref)
         if subject == "refused → SQLite":
             goal, met = "< 50 ms", st.median < 0.050
-        elif subject == "blackhole → SQLite":
+        elif subject in ("blackhole → SQLite", "Cloud SQL unreachable → SQLite"):
             goal = f"≤ start_timeout ({START_TIMEOUT:g} s) + 100 ms"
             met, rel = st.median <= START_TIMEOUT + 0.100, st.median / START_TIMEOUT
         note = f"winner: {extra.get('winner', '?')}"
         if "postgres_ms" in extra and subject != "PostgreSQL up":
             note += f"; the Postgres attempt took {extra['postgres_ms']:.0f} ms"
+        if "cloudsql_ms" in extra:
+            note += f"; the Cloud SQL attempt took {extra['cloudsql_ms']:.0f} ms"
         results.append(Result(NAME, subject, st.median * 1000, "ms", rel, goal, met,
                               st.best * 1000, st.n, note=note))
     return results
