@@ -125,12 +125,29 @@ class Fallback(Service):
         preferred = self.candidates[:self.candidates.index(active)]
         while await active.sleep(self.recheck):
             for cand in preferred:
-                error = await probe(cand)
+                error = await self._probe_until_shutdown(active, cand)
+                if active.shutting_down:
+                    return
                 if error is not None:
                     log.debug("fallback %r: %s still unavailable: %s", self.name, cand.name, error)
                     continue
                 self._recovered(active.supervisor, cand)
                 return
+
+    @staticmethod
+    async def _probe_until_shutdown(active: Service, cand: Service) -> str | None:
+        """:func:`probe`, cut short when shutdown begins: a probe into a dead proxy must
+        not hold up the close for its whole start deadline."""
+        outcome: list[str | None] = []
+        async with anyio.create_task_group() as tg:
+            async def cancel_on_shutdown() -> None:
+                await active.wait_shutdown()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(cancel_on_shutdown)
+            outcome.append(await probe(cand))
+            tg.cancel_scope.cancel()
+        return outcome[0] if outcome else "shutdown began"
 
     def _recovered(self, sup: Supervisor, cand: Service) -> None:
         self.recovered = cand.name

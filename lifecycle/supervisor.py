@@ -153,7 +153,7 @@ class Supervisor:
             active = rt.active if rt is not None else svc
             services[name] = {"state": active.state.value, "optional": svc.optional,
                               **(rt.health_view() if rt is not None else {})}
-            if isinstance(svc, Fallback):
+            if isinstance(svc, Fallback) and rt is not None and rt.started:
                 services[name].update(svc.view(active))
         degraded = [name for name, rt in self._runtimes.items() if rt.degraded]
         return {"name": self.name, "state": self.state.value, "started": self.started,

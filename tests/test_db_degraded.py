@@ -4,6 +4,7 @@ notices the preferred candidate coming back (real PostgreSQL stopped, then start
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from lifecycle import ConfigError, ExitCode, Fallback, Supervisor
 from lifecycle.adapters.postgres import PostgresDatabase
 from lifecycle.adapters.sqlite import SQLiteDatabase
 from lifecycle.events import Event, FallbackRecovered, ServiceDegraded
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.servers, pytest.mark.filterwarnings("error::ResourceWarning")]
 
@@ -147,3 +149,25 @@ def test_bad_fallback_options_are_config_errors(options: dict[str, Any], message
                                                 tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         Fallback("db", SQLiteDatabase(tmp_path / "a.db"), **options)
+
+
+@pytest.mark.anyio
+async def test_shutdown_cuts_a_recheck_probe_short(tmp_path: Path) -> None:
+    port = free_port()  # refused at start, so the chain falls through at once
+    dsn = f"postgresql://app:pw@127.0.0.1:{port}/app"
+    db = Fallback("db", PostgresDatabase(dsn, start_timeout=20.0, connect_timeout=20.0),
+                  SQLiteDatabase(tmp_path / "a.db"), recheck=0.05)
+    sup = Supervisor([db], shutdown_timeout=25.0)
+    with socket.socket() as dead_proxy:
+        async with sup:
+            assert sup["db"].name == "sqlite"
+            # now a dead proxy on that port: it accepts TCP (the kernel's backlog) and never
+            # answers, so the next probe hangs until its 20 s deadline
+            dead_proxy.bind(("127.0.0.1", port))
+            dead_proxy.listen(16)
+            await anyio.sleep(0.5)  # a span of time: a probe is under way
+    tasks = sup.report.shutdown["db"]["tasks"]
+    assert tasks.outcome == "ok"
+    assert tasks.elapsed < 1.0, sup.report.format()  # not the probe's 20 s
+    assert sup.report.leaks is not None
+    assert sup.report.leaks.ok, sup.report.format()
