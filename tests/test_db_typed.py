@@ -3,6 +3,9 @@ trio, and the database adapters refusing trio with a clear reason."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ import pytest
 from lifecycle import Service, StartupError, Supervisor
 from lifecycle.adapters.postgres import PostgresDatabase
 from lifecycle.adapters.sqlite import SQLiteDatabase
+
+ROOT = Path(__file__).parent.parent
 
 
 class Cache(Service):
@@ -76,3 +81,20 @@ def test_the_database_adapters_refuse_trio_naming_themselves(make: object, tmp_p
     assert f"{adapter} '{db.name}' needs asyncio" in error
     assert "does not run under trio" in error
     assert report.exit_code == 1
+
+
+@pytest.mark.parametrize("database", ["postgres", "none"])
+def test_the_typed_orders_example_runs_on_either_database(
+    database: str, request: pytest.FixtureRequest, tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NOTIFY_SOCKET")}
+    if database == "postgres":
+        env["DATABASE_URL"] = request.getfixturevalue("fresh_postgres").dsn  # its own table
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "orders.py"), "--seconds", "0.2",
+         "--sqlite", str(tmp_path / "orders.db")],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "placed order 1; placing it again gave None" in done.stderr
+    degraded = "degraded: db ran on sqlite, not its preferred postgres" in done.stdout
+    assert degraded is (database == "none")
