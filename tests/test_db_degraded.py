@@ -171,3 +171,8 @@ async def test_shutdown_cuts_a_recheck_probe_short(tmp_path: Path) -> None:
     assert tasks.elapsed < 1.0, sup.report.format()  # not the probe's 20 s
     assert sup.report.leaks is not None
     assert sup.report.leaks.ok, sup.report.format()
+
+
+def test_a_fallback_depends_on_given_as_one_name_is_not_split(tmp_path: Path) -> None:
+    chain = Fallback("db", SQLiteDatabase(tmp_path / "a.db"), depends_on="cache")
+    assert chain.depends_on == ("cache",)
