@@ -7,7 +7,8 @@ passwords with an unencoded ``#``, ``?``, ``/`` or ``@``, which ``urllib`` split
 wrong place (``app:pa#ss@db`` reads as host ``app``, fragment ``ss@db``). :func:`parse`
 handles each of those and returns:
 
-- what to hand to asyncpg: a URL with its userinfo percent-encoded, or keyword arguments;
+- what to hand to asyncpg: a URL, its userinfo percent-encoded (a keyword DSN becomes the
+  equivalent URL);
 - the text to show (``dsn``): every password and credential parameter replaced by ``***``;
 - every secret to scrub, including ``PGPASSWORD`` and the passwords in the passfile and
   service file (not ours to print either).
@@ -19,7 +20,7 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -31,19 +32,16 @@ _SCHEMES = ("postgresql://", "postgres://")
 #: A host list after the userinfo: ``host``, ``host:port``, ``[::1]:5432``, ``a:1,b:2``.
 _HOSTS = r"(?:\[[0-9A-Fa-f:.%]*\]|[A-Za-z0-9._~%-]*)(?::\d*)?"
 _AUTHORITY_TAIL = re.compile(rf"{_HOSTS}(?:,{_HOSTS})*(?:$|\?|/[^@?]*(?:$|\?))")
-#: libpq keywords we translate to asyncpg's keyword arguments.
-_KEYWORDS = {"host": "host", "hostaddr": "host", "port": "port", "user": "user",
-             "password": "password", "dbname": "database", "passfile": "passfile",
-             "sslmode": "ssl", "connect_timeout": None, "application_name": None,
-             "target_session_attrs": "target_session_attrs", "service": "service"}
+#: libpq keywords asyncpg spells differently in a URL query, or has no use for.
+_RENAMED = {"hostaddr": "host"}
+_IGNORED = frozenset({"connect_timeout"})
 
 
 @dataclass(frozen=True)
 class ParsedDsn:
     """A DSN taken apart: what asyncpg gets, what may be shown, what must be scrubbed."""
 
-    url: str | None                      # for asyncpg's ``dsn`` (None: keyword form)
-    kwargs: dict[str, Any] = field(default_factory=dict)  # from a keyword DSN
+    url: str | None                      # for asyncpg's ``dsn`` (None: no DSN given)
     masked: str = "<unset>"
     secrets: tuple[str, ...] = ()
 
@@ -56,7 +54,6 @@ def parse(dsn: str | None, connect_kwargs: Mapping[str, Any] | None = None,
     secrets: list[str] = []
     if isinstance(extra.get("password"), str):
         secrets.append(extra["password"])
-    kwargs: dict[str, Any] = {}
     url: str | None = None
     masked = "<unset>"
     if not dsn:
@@ -65,12 +62,12 @@ def parse(dsn: str | None, connect_kwargs: Mapping[str, Any] | None = None,
         url, masked, found = _parse_url(dsn.strip())
         secrets += found
     else:
-        kwargs, masked, found = _parse_keywords(dsn)
+        url, masked, found = _parse_keywords(dsn)
         secrets += found
-    passfile = extra.get("passfile") or kwargs.get("passfile") or _query_value(url, "passfile")
+    passfile = extra.get("passfile") or _query_value(url, "passfile")
     secrets += _environment_secrets(env, passfile)
     unique = sorted({s for s in secrets if s}, key=len, reverse=True)
-    return ParsedDsn(url, kwargs, masked, tuple(unique))
+    return ParsedDsn(url, masked, tuple(unique))
 
 
 # -- URL form --------------------------------------------------------------------------
@@ -149,18 +146,20 @@ def _query_value(url: str | None, key: str) -> str | None:
 
 # -- keyword form ------------------------------------------------------------------------
 
-def _parse_keywords(dsn: str) -> tuple[dict[str, Any], str, list[str]]:
-    """libpq's ``key=value key='quoted value'`` form, as asyncpg keyword arguments."""
+def _parse_keywords(dsn: str) -> tuple[str, str, list[str]]:
+    """libpq's ``key=value key='quoted value'`` form, as the equivalent URL for asyncpg
+    (``postgresql://?host=...&password=...``): asyncpg reads the same keys from a URL's
+    query, and sends the ones it does not know (``application_name``) as server settings.
+    """
     try:
         tokens = shlex.split(dsn, posix=True)
     except ValueError:
         raise ConfigError("PostgreSQL DSN: unbalanced quotes in the keyword form "
                           "(key=value ...); the DSN is not shown because it may hold a "
                           "password") from None
-    kwargs: dict[str, Any] = {}
+    query: list[str] = []
     shown: list[str] = []
     secrets: list[str] = []
-    settings: dict[str, str] = {}
     for token in tokens:
         key, eq, value = token.partition("=")
         key = key.strip().lower()
@@ -171,19 +170,10 @@ def _parse_keywords(dsn: str) -> tuple[dict[str, Any], str, list[str]]:
         if secret:
             secrets.append(value)
         shown.append(f"{key}={MASK}" if secret else f"{key}={_quote_kw(value)}")
-        if key not in _KEYWORDS:
-            raise ConfigError(f"PostgreSQL DSN: keyword {key!r} is not supported here "
-                              f"(supported: {', '.join(sorted(_KEYWORDS))})")
-        target = _KEYWORDS[key]
-        if key == "application_name":
-            settings[key] = value
-        elif key == "port":
-            kwargs["port"] = int(value) if value.isdigit() else value
-        elif target is not None:
-            kwargs[target] = value
-    if settings:
-        kwargs["server_settings"] = settings
-    return kwargs, " ".join(shown), secrets
+        if key in _IGNORED:
+            continue  # the adapter's own connect_timeout applies
+        query.append(f"{_RENAMED.get(key, key)}={quote(value, safe='')}")
+    return "postgresql://?" + "&".join(query), " ".join(shown), secrets
 
 
 def _quote_kw(value: str) -> str:

@@ -88,7 +88,7 @@ class PostgresDatabase(PooledOperations):
             self.check_timeout = positive_seconds(check_timeout, "check_timeout")
         self.max_inactive_connection_lifetime = max_inactive_connection_lifetime
         self.stop_stages = (Stage("close", self.close_timeout),)
-        self._connect_kwargs = {**self._parsed.kwargs, **dict(connect_kwargs or {})}
+        self._connect_kwargs = dict(connect_kwargs or {})
         self._waiting = 0
         self._pool: asyncpg.Pool | None = None
         self._closing = False
@@ -147,7 +147,7 @@ class PostgresDatabase(PooledOperations):
 
     async def start(self) -> None:
         require_asyncio(f"PostgresDatabase {self.name!r}", "asyncpg")
-        if self._parsed.url is None and not self._parsed.kwargs and self._connect is None:
+        if self._parsed.url is None and self._connect is None:
             raise DatabaseUnavailable(self._missing_reason)
         budget = float(self.start_timeout) * START_SHARE
         connect_timeout = min(self.connect_timeout, budget)
