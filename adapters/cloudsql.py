@@ -114,8 +114,10 @@ class CloudSQLDatabase(PostgresDatabase):
                                       "package: pip install 'lifecycle-supervisor[cloudsql]'"
                                       ) from None
         credentials = self._credentials
-        if credentials is None:  # may ask the metadata server: not on the event loop
-            credentials = await anyio.to_thread.run_sync(_default_credentials)
+        if credentials is None:  # may ask the metadata server: not on the event loop, and
+            # abandoned (then reported by the leak check) if it outlives the start deadline
+            credentials = await anyio.to_thread.run_sync(_default_credentials,
+                                                         abandon_on_cancel=True)
         return Connector(loop=asyncio.get_running_loop(), enable_iam_auth=self.iam,
                          credentials=credentials, **self._options)
 
