@@ -18,6 +18,7 @@ from ._monitor import Monitor, has_check
 from ._work import OwnedThreads, WorkHost, thread_stacks
 from .events import Event, ServiceRestarting, ServiceStarting, StageFinished
 from .every import LoopSpec, every
+from .fallback import Fallback
 from .policy import RestartBudget
 from .report import Attempt, LifecycleReport, RestartRecord, StageRecord, StartRecord
 from .service import Service, ServiceState
@@ -93,8 +94,8 @@ class ServiceRuntime:
     @property
     def degraded(self) -> bool:
         """A Fallback running on a lesser candidate."""
-        is_degraded = getattr(self.declared, "is_degraded", None)
-        return bool(self.started and is_degraded is not None and is_degraded(self.active))
+        chain = self.declared
+        return self.started and isinstance(chain, Fallback) and chain.is_degraded(self.active)
 
     def request_shutdown(self, reason: str) -> None:
         self.core.request_shutdown(reason)
@@ -172,8 +173,9 @@ class ServiceRuntime:
             self.spawn(self._supervised, ("run", svc.run), "run")
         for attr, spec in svc.loops.items():
             self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec)), attr)
-        for label, work in getattr(self.declared, "background", lambda _: [])(svc):
-            self.spawn(work, (), label)  # a Fallback's recheck of its preferred candidates
+        if isinstance(self.declared, Fallback):  # its recheck of the preferred candidates
+            for label, work in self.declared.background(svc):
+                self.spawn(work, (), label)
 
     @staticmethod
     async def _loop(svc: Service, attr: str, spec: LoopSpec) -> None:

@@ -129,7 +129,7 @@ class Supervisor:
                 return False
             if rt.monitor is not None and rt.monitor.in_incident:
                 return False
-            if rt.degraded and not getattr(rt.declared, "degraded_ready", True):
+            if rt.degraded and isinstance(rt.declared, Fallback) and not rt.declared.degraded_ready:
                 return False
         return True
 
@@ -374,7 +374,7 @@ class Supervisor:
                     self.emit(ServiceDegraded(
                         rt.name, winner=rec.winner or "", preferred=rec.attempts[0].candidate,
                         reason=rec.attempts[0].error,
-                        ready=bool(getattr(rt.declared, "degraded_ready", True))))
+                        ready=not isinstance(rt.declared, Fallback) or rt.declared.degraded_ready))
                 return
             self.emit(ServiceStartFailed(rt.name, outcome=rec.outcome, error=rec.error,
                                          optional=rec.optional))
