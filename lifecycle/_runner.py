@@ -1,10 +1,12 @@
-"""Running an event loop for ``Supervisor.run()`` without ever hanging on its teardown."""
+"""What ``Supervisor.run()`` adds around ``serve()``: a bounded event-loop teardown, and a
+console for the lifecycle log when the process configured no logging."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+import logging
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -44,3 +46,32 @@ def _bounded_teardown(loop: asyncio.AbstractEventLoop) -> None:
     executor = getattr(loop, "_default_executor", None)
     if executor is not None:
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def console_logging() -> Iterator[None]:
+    """Show the ``lifecycle`` log (one line per event, the report) on stderr for one run.
+
+    Only when the process configured no logging at all (no handler on the root logger nor on
+    ``lifecycle``): Python's bare fallback would show WARNING and above only, so a clean
+    run's report would never appear. Servers such as uvicorn do the same. Any root handler
+    turns it off: ``logging.basicConfig(...)``, ``lifecycle.logs.configure()``, or
+    ``logging.getLogger().addHandler(logging.NullHandler())`` for silence.
+    """
+    from .logs import TEXT_FORMAT
+
+    logger = logging.getLogger("lifecycle")
+    if logging.getLogger().handlers or logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler()  # stderr
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    level = logger.level
+    if level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

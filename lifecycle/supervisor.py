@@ -205,15 +205,17 @@ class Supervisor:
 
         SIGINT/SIGTERM start a graceful shutdown (also during startup); a second signal
         cancels everything still running at once. Returns the report; pass
-        ``report.exit_code`` to ``sys.exit``.
+        ``report.exit_code`` to ``sys.exit``. When the process configured no logging, the
+        lifecycle log (each event, the report) goes to stderr for the run.
         """
-        main = partial(self.serve, handle_signals=handle_signals)
-        if backend == "asyncio":
-            from ._runner import run_asyncio
+        from ._runner import console_logging, run_asyncio
 
-            return run_asyncio(main)
-        if backend == "trio":
-            return anyio.run(main, backend="trio")
+        main = partial(self.serve, handle_signals=handle_signals)
+        with console_logging():  # the report is shown even when logging is not configured
+            if backend == "asyncio":
+                return run_asyncio(main)
+            if backend == "trio":
+                return anyio.run(main, backend="trio")
         raise ConfigError(f"Supervisor.run(backend=...) must be 'asyncio' or 'trio', not {backend!r}")
 
     async def serve(self, *, handle_signals: bool = True) -> LifecycleReport:
