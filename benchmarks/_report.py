@@ -225,7 +225,7 @@ def _section(section: Section) -> list[str]:
         out += [f"- **{name}**: {text}" for name, text in subjects.items()]
         out.append("")
     if section.error:
-        out += ["**Not run**:", "", "```", section.error.strip()[-1500:], "```", ""]
+        out += ["**Not run**:", "", "```text", section.error.strip()[-1500:], "```", ""]
         return out
     out += table(section.results)
     out.append("")
@@ -245,6 +245,6 @@ def _section(section: Section) -> list[str]:
                     else "", ""]
         for subject, text in section.profiles.items():
             out += [f"<details><summary>cProfile of the measured region ({subject}): top "
-                    "functions by own time, then by cumulative time</summary>", "", "```",
+                    "functions by own time, then by cumulative time</summary>", "", "```text",
                     text.strip(), "```", "", "</details>", ""]
     return out

@@ -1,0 +1,356 @@
+"""Runs the fenced blocks of a Markdown page the way a reader would, in order.
+
+The docs' snippets are tests: ``tests/test_docs.py`` runs this module on README.md and every
+``docs/*.md`` (new pages included automatically), each page in a fresh working directory, in
+a subprocess of its own (snippets install signal handlers, configure logging, run loops).
+
+What each block's language means:
+
+- ``python`` (``py``): executed; the blocks of one page share one namespace, like a
+  session. ``shell`` (``sh``, ``bash``, ``console``): run by ``bash -e`` in the page's
+  working directory, with the test environment's ``python`` first on ``PATH``; exit code 0
+  expected.
+- ``text``: inert, unless marked as the expected output of the block before it.
+- ``ini`` with a ``[Service]`` section: a systemd unit, checked by ``systemd-analyze verify``
+  (when systemd is installed) and for inline comments (systemd has none).
+- ``yaml``, ``toml``, ``json``: parsed. Other named languages are inert.
+- A block with no language fails: say ``text`` for output and diagrams.
+
+Directives are HTML comments (invisible on a rendered page) right before a block; several
+may precede one block::
+
+    <!-- snippet: fragment <why it cannot run as written> -->   not run (python: compiled)
+    <!-- snippet: prelude
+    import anyio                                                  hidden set-up, run first
+    -->
+    <!-- snippet: after
+    assert report.ok                                              hidden check, run after
+    -->
+    <!-- snippet: file myapp.py -->      written to the working directory instead of run
+    <!-- snippet: pytest -->             a test module, run by pytest (must pass)
+    <!-- snippet: output -->             (on a text block) the previous block's stdout
+    <!-- snippet: output stderr -->      ... its stderr
+    <!-- snippet: exit 2 -->             (shell) the exit code expected instead of 0
+    <!-- snippet: interrupt 3 -->        (shell) Ctrl-C after 3 s; it must then exit 0
+
+In an expected output a line ``...`` stands for any lines, and ``...`` inside a line for
+any text. ``python -m tests.docsnippets PAGE.md`` runs one page (the working directory is
+the current one); it prints what failed, naming the page and line, and exits 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PYTHON = frozenset({"python", "py", "python3"})
+SHELL = frozenset({"shell", "sh", "bash", "console"})
+DIRECTIVES = frozenset({"fragment", "prelude", "after", "file", "pytest", "output", "exit",
+                        "interrupt"})
+BLOCK_TIMEOUT = 120.0  # seconds a shell block or pytest run may take on a loaded machine
+
+_FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
+_DIRECTIVE = re.compile(r"^<!--\s*snippet:\s*(?P<name>[\w-]+)[ \t]*(?P<rest>.*?)\s*(?P<end>-->)?\s*$")
+
+
+class SnippetError(Exception):
+    """A block failed, or the page is malformed; the message names the page and line."""
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # of the first line inside the fence
+    lang: str
+    text: str
+    directives: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
+    @property
+    def is_unit(self) -> bool:
+        return self.lang == "ini" and re.search(r"^\[Service\]\s*$", self.text, re.M) is not None
+
+
+def parse(page: Path) -> list[Block]:
+    """The page's fenced blocks with their directives; malformed pages raise SnippetError."""
+    lines = page.read_text().splitlines()
+    blocks: list[Block] = []
+    pending: dict[str, str] = {}
+    pending_at = 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        directive = _DIRECTIVE.match(line)
+        fence = _FENCE.match(line)
+        if directive:
+            name, rest = directive["name"], directive["rest"]
+            if name not in DIRECTIVES:
+                raise SnippetError(f"{page}:{i + 1}: unknown snippet directive {name!r} "
+                                   f"(known: {', '.join(sorted(DIRECTIVES))})")
+            if directive["end"] is None:  # a multi-line body, up to a line "-->"
+                body = [rest] if rest else []
+                i += 1
+                while i < len(lines) and lines[i].strip() != "-->":
+                    body.append(lines[i])
+                    i += 1
+                if i == len(lines):
+                    raise SnippetError(f"{page}:{pending_at}: snippet directive never closed")
+                rest = "\n".join(body)
+            pending[name] = rest
+            pending_at = pending_at or i + 1
+        elif fence:
+            start = i + 1
+            i += 1
+            while i < len(lines) and not lines[i].startswith("```"):
+                i += 1
+            if i == len(lines):
+                raise SnippetError(f"{page}:{start}: code block never closed")
+            if not fence["lang"]:
+                raise SnippetError(f"{page}:{start}: a code block without a language: name it "
+                                   "(python, shell, text for output or diagrams, ...)")
+            blocks.append(Block(page, start + 1, fence["lang"].lower(),
+                                "\n".join(lines[start:i]) + "\n", pending))
+            pending, pending_at = {}, 0
+        elif line.strip() and pending:
+            raise SnippetError(f"{page}:{pending_at}: snippet directive not followed by a block")
+        i += 1
+    if pending:
+        raise SnippetError(f"{page}:{pending_at}: snippet directive not followed by a block")
+    return blocks
+
+
+def expected_output_matches(expected: str, actual: str) -> bool:
+    """``expected`` with ``...`` wildcards (a whole line: any lines; in a line: any text)."""
+    parts = []
+    for line in expected.strip("\n").splitlines():
+        line = line.rstrip()
+        if line.strip() == "...":
+            parts.append(r"(?:[^\n]*\n)*?")
+        else:
+            parts.append(".*?".join(re.escape(piece) for piece in line.split("...")) + r"[ \t]*\n")
+    pattern = "".join(parts)
+    text = "\n".join(line.rstrip() for line in actual.strip("\n").splitlines()) + "\n"
+    return re.fullmatch(pattern, text, re.S) is not None
+
+
+@dataclass
+class Outcome:
+    stdout: str = ""
+    stderr: str = ""
+
+
+class Session:
+    """One page: its blocks in order, in one namespace and one working directory."""
+
+    def __init__(self, page: Path) -> None:
+        self.page = page
+        self.module = types.ModuleType("__snippet__")  # dataclasses look their module up
+        sys.modules["__snippet__"] = self.module
+        self.last: Outcome | None = None
+        self.env = dict(os.environ)
+        bin_dir = str(Path(sys.executable).parent)
+        self.env["PATH"] = bin_dir + os.pathsep + self.env.get("PATH", "")
+
+    def run(self) -> int:
+        """Run every block; the number of blocks run (not inert, not fragments)."""
+        ran = 0
+        for block in parse(self.page):
+            ran += self.run_block(block)
+        return ran
+
+    def run_block(self, block: Block) -> int:
+        d = block.directives
+        if "output" in d:
+            self.compare_output(block, d["output"] or "stdout")
+            return 1
+        if "fragment" in d:
+            if not d["fragment"]:
+                raise SnippetError(f"{block.where}: a fragment must say why it cannot run")
+            if block.lang in PYTHON:
+                compile(block.text, block.where, "exec")
+            return 0
+        if "file" in d:
+            Path(d["file"]).write_text(block.text)
+            if block.lang in PYTHON:
+                compile(block.text, block.where, "exec")
+            return 0
+        if block.lang in PYTHON:
+            if "pytest" not in d and re.search(r"^(async )?def test_", block.text, re.M):
+                raise SnippetError(f"{block.where}: defines tests: mark it `pytest` so they run")
+            if "pytest" in d:
+                self.run_pytest(block)
+            else:
+                self.run_python(block)
+            return 1
+        if block.lang in SHELL:
+            self.run_shell(block)
+            return 1
+        return self.check_config(block)
+
+    # ----- python -------------------------------------------------------------------------
+    def _exec(self, code: str, first_line: int, filename: str) -> None:
+        compiled = compile("\n" * (first_line - 1) + code, filename, "exec")
+        exec(compiled, self.module.__dict__)
+
+    def run_python(self, block: Block) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                if "prelude" in block.directives:
+                    self._exec(block.directives["prelude"], 1, f"prelude of {block.where}")
+                self._exec(block.text, block.line, str(block.page))
+                if "after" in block.directives:
+                    self._exec(block.directives["after"], 1, f"check after {block.where}")
+        except BaseException as exc:  # SystemExit too: a snippet must not end the session
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            raise SnippetError(f"{block.where}: the python block failed:\n{tb}"
+                               f"--- its stdout:\n{out.getvalue()}--- its stderr:\n"
+                               f"{err.getvalue()}") from None
+        self.last = Outcome(out.getvalue(), err.getvalue())
+
+    def run_pytest(self, block: Block) -> None:
+        test = Path(f"test_snippet_{block.line}.py")
+        test.write_text(block.directives.get("prelude", "") + "\n" + block.text)
+        self.run_shell(block, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "-p", "no:randomly", str(test)])
+
+    # ----- shell ----------------------------------------------------------------------------
+    def run_shell(self, block: Block, argv: list[str] | None = None) -> None:
+        argv = argv or ["bash", "-e", "-o", "pipefail", "-c", block.text]
+        expect = int(block.directives.get("exit") or 0)
+        interrupt = block.directives.get("interrupt")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=self.env, start_new_session=True)
+        try:
+            if interrupt:
+                try:
+                    out, err = proc.communicate(timeout=float(interrupt))
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
+                    out, err = proc.communicate(timeout=BLOCK_TIMEOUT)
+            else:
+                out, err = proc.communicate(timeout=BLOCK_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise SnippetError(f"{block.where}: still running after {BLOCK_TIMEOUT:g} s "
+                               f"(killed)\n--- stdout:\n{out}--- stderr:\n{err}") from None
+        if proc.returncode != expect:
+            raise SnippetError(f"{block.where}: exit code {proc.returncode}, expected {expect}\n"
+                               f"--- stdout:\n{out}--- stderr:\n{err}")
+        self.last = Outcome(out, err)
+
+    def compare_output(self, block: Block, stream: str) -> None:
+        if self.last is None:
+            raise SnippetError(f"{block.where}: an expected output, but no block ran before it")
+        actual = self.last.stderr if stream == "stderr" else self.last.stdout
+        if not expected_output_matches(block.text, actual):
+            raise SnippetError(f"{block.where}: the output differs from the page.\n--- the page "
+                               f"says:\n{block.text}--- the program printed ({stream}):\n{actual}")
+
+    # ----- configuration files ---------------------------------------------------------------
+    def check_config(self, block: Block) -> int:
+        try:
+            if block.is_unit:
+                verify_unit(block)
+            elif block.lang in ("yaml", "yml"):
+                import yaml
+
+                list(yaml.safe_load_all(block.text))
+            elif block.lang == "toml":
+                import tomllib
+
+                tomllib.loads(block.text)
+            elif block.lang == "json":
+                import json
+
+                json.loads(block.text)
+            else:
+                return 0  # text, diagrams, other languages: inert
+        except SnippetError:
+            raise
+        except Exception as exc:
+            raise SnippetError(f"{block.where}: does not parse as {block.lang}: {exc}") from None
+        return 1
+
+
+def unit_values(text: str) -> dict[str, list[str]]:
+    """``Section.Key`` -> values, as systemd reads a unit (comments only on their own lines)."""
+    values: dict[str, list[str]] = {}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        key, _, value = line.partition("=")
+        values.setdefault(f"{section}.{key.strip()}", []).append(value.strip())
+    return values
+
+
+def verify_unit(block: Block) -> None:
+    """Inline comments (systemd takes them as part of the value), then systemd-analyze."""
+    for offset, raw in enumerate(block.text.splitlines()):
+        if "=" in raw and not raw.lstrip().startswith(("#", ";")) and re.search(r"\s[#;]", raw):
+            raise SnippetError(f"{block.page}:{block.line + offset}: systemd has no inline "
+                               f"comments: the comment becomes part of the value: {raw.strip()}")
+    if shutil.which("systemd-analyze") is None or not Path("/usr/lib/systemd/system").is_dir():
+        print(f"{block.where}: systemd-analyze not installed: unit checked for comments only")
+        return
+    name = re.search(r"^#\s*/etc/systemd/system/(\S+\.service)", block.text, re.M)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        # verify reads the standard units (sysinit.target, ...) from under --root, and wants
+        # every Exec*= program to exist and be executable there.
+        shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+        unit = root / "etc/systemd/system" / (name[1] if name else "snippet.service")
+        unit.parent.mkdir(parents=True)
+        unit.write_text(block.text)
+        for key, values in unit_values(block.text).items():
+            if key.split(".")[-1].startswith("Exec"):
+                for value in values:
+                    program = root / value.lstrip("-@:+!").split()[0].lstrip("/")
+                    program.parent.mkdir(parents=True, exist_ok=True)
+                    program.write_text("#!/bin/sh\n")
+                    program.chmod(0o755)
+        proc = subprocess.run(["systemd-analyze", "verify", "--man=no", "--recursive-errors=no",
+                               f"--root={root}", f"/{unit.relative_to(root)}"],
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0 or proc.stderr.strip():
+            raise SnippetError(f"{block.where}: systemd-analyze verify: exit code "
+                               f"{proc.returncode}\n{proc.stdout}{proc.stderr}")
+
+
+def main(argv: list[str]) -> int:
+    failures = 0
+    for page in argv:
+        began = time.monotonic()
+        try:
+            ran = Session(Path(page).resolve()).run()
+        except SnippetError as exc:
+            print(f"FAILED {exc}", flush=True)
+            failures += 1
+        else:
+            print(f"ok {page}: {ran} blocks checked in {time.monotonic() - began:.1f} s", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
