@@ -17,6 +17,7 @@ nothing depends on it, it stops in the first wave after the drain. Asyncio only 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -63,6 +64,11 @@ class HealthServer(Service):
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(f"HealthServer {self.name!r} needs asyncio: aiohttp does not run "
+                               "under trio (run the supervisor with backend='asyncio')") from None
         app = web.Application()
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)

@@ -32,6 +32,9 @@ may precede one block::
     <!-- snippet: output stderr -->      ... its stderr
     <!-- snippet: exit 2 -->             (shell) the exit code expected instead of 0
     <!-- snippet: interrupt 3 -->        (shell) Ctrl-C after 3 s; it must then exit 0
+    <!-- snippet: signature lifecycle.Supervisor -->   the block states that object's
+        signature (``Name(a, *, b=1)`` lines, or a class with attributes and __init__):
+        parameter names, kinds and defaults, and class attribute defaults, must match it
 
 In an expected output a line ``...`` stands for any lines, and ``...`` inside a line for
 any text. ``python -m tests.docsnippets PAGE.md`` runs one page (the working directory is
@@ -40,7 +43,9 @@ the current one); it prints what failed, naming the page and line, and exits 1.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import inspect
 import io
 import os
 import re
@@ -58,7 +63,7 @@ from pathlib import Path
 PYTHON = frozenset({"python", "py", "python3"})
 SHELL = frozenset({"shell", "sh", "bash", "console"})
 DIRECTIVES = frozenset({"fragment", "prelude", "after", "file", "pytest", "output", "exit",
-                        "interrupt"})
+                        "interrupt", "signature"})
 BLOCK_TIMEOUT = 120.0  # seconds a shell block or pytest run may take on a loaded machine
 
 _FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
@@ -177,6 +182,9 @@ class Session:
         d = block.directives
         if "output" in d:
             self.compare_output(block, d["output"] or "stdout")
+            return 1
+        if "signature" in d:
+            check_signature(block, d["signature"])
             return 1
         if "fragment" in d:
             if not d["fragment"]:
@@ -336,6 +344,87 @@ def verify_unit(block: Block) -> None:
         if proc.returncode != 0 or proc.stderr.strip():
             raise SnippetError(f"{block.where}: systemd-analyze verify: exit code "
                                f"{proc.returncode}\n{proc.stdout}{proc.stderr}")
+
+
+def _resolve(target: str) -> object:
+    import importlib
+
+    parts = target.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise SnippetError(f"cannot import {target!r}")
+
+
+def _as_defs(text: str) -> str:
+    """``Name(params)`` / ``Name.attr(params)`` at the start of a line -> ``def Name(params): ...``."""
+    out, i = [], 0
+    for match in re.finditer(r"^(\w+)(?:\.(\w+))?\(", text, re.M):
+        if match.start() < i:
+            continue
+        depth, j = 0, match.end() - 1
+        while True:
+            depth += {"(": 1, ")": -1}.get(text[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        name = match[2] or match[1]
+        out.append(f"def {name}({text[match.end():j]}): ...\n")
+        i = j + 1
+    return "".join(out)
+
+
+def _compare(where: str, doc: ast.FunctionDef, obj: object, namespace: dict[str, object]) -> None:
+    actual = inspect.signature(obj)  # type: ignore[arg-type]
+    doc_params = [(a.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in doc.args.args] + [
+        (a.arg, inspect.Parameter.KEYWORD_ONLY) for a in doc.args.kwonlyargs]
+    real = [(p.name, p.kind) for p in actual.parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"]
+    doc_params = [p for p in doc_params if p[0] != "self"]
+    if doc_params != real:
+        raise SnippetError(f"{where}: {doc.name}() is documented with parameters "
+                           f"{[n for n, _ in doc_params]} but has {[n for n, _ in real]} "
+                           f"(or their kinds differ)")
+    if (doc.args.kwarg is None) != all(p.kind != p.VAR_KEYWORD for p in actual.parameters.values()):
+        raise SnippetError(f"{where}: {doc.name}(): **kwargs documented wrongly")
+    defaults = dict(zip([a.arg for a in doc.args.args][::-1], doc.args.defaults[::-1], strict=False))
+    defaults.update({a.arg: d for a, d in zip(doc.args.kwonlyargs, doc.args.kw_defaults, strict=True)
+                     if d is not None})
+    for name, param in actual.parameters.items():
+        if name in defaults:
+            shown = eval(compile(ast.Expression(defaults[name]), where, "eval"), namespace)
+            if shown != param.default:
+                raise SnippetError(f"{where}: {doc.name}({name}=...): documented default "
+                                   f"{shown!r}, the code has {param.default!r}")
+        elif param.default is not param.empty and name != "self":
+            raise SnippetError(f"{where}: {doc.name}({name}=...): its default is not shown")
+
+
+def check_signature(block: Block, target: str) -> None:
+    """The block states ``target``'s signature (and class attribute defaults) exactly."""
+    obj = _resolve(target)
+    namespace = dict(vars(sys.modules[obj.__module__]))  # type: ignore[attr-defined]
+    tree = ast.parse(block.text if block.text.lstrip().startswith("class ")
+                     else _as_defs(block.text))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.value:
+                    shown = eval(compile(ast.Expression(item.value), block.where, "eval"), namespace)
+                    real = getattr(obj, item.target.id)
+                    if shown != real:
+                        raise SnippetError(f"{block.where}: {node.name}.{item.target.id}: "
+                                           f"documented {shown!r}, the code has {real!r}")
+                elif isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    _compare(block.where, item, obj, namespace)
+        elif isinstance(node, ast.FunctionDef):
+            member = obj if node.name == getattr(obj, "__name__", None) else getattr(obj, node.name)
+            _compare(block.where, node, member, namespace)
 
 
 def main(argv: list[str]) -> int:

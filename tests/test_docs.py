@@ -47,6 +47,11 @@ BROKEN = {
     "a systemd unit with an inline comment": ("```ini\n[Service]\nType=notify\n"
                                               "EnvironmentFile=/etc/app/env   # DATABASE_URL\n```\n"),
     "a YAML manifest that does not parse": "```yaml\nspec: [unclosed\n```\n",
+    "a signature that lost a parameter": ("<!-- snippet: signature lifecycle.LeakCheck -->\n"
+                                          "```python\nLeakCheck(settle=1.0, ignore=())\n```\n"),
+    "a wrong default": ("<!-- snippet: signature lifecycle.Supervisor -->\n```python\n"
+                        "Supervisor(services, *, shutdown_timeout=30.0, drain_delay=0.0, "
+                        "leak_check=True, name='app', log_report=True)\n```\n"),
 }
 
 
@@ -152,3 +157,27 @@ def test_the_health_server_answers_each_probe_path_the_manifest_uses(tmp_path: P
 
     anyio.run(main)
     assert statuses == {"/startupz": 200, "/readyz": 200, "/livez": 200}
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("adapter", ["HealthServer", "InfluxWriter"])
+def test_an_asyncio_only_adapter_refuses_trio_naming_itself(adapter: str, tmp_path: Path) -> None:
+    """The backend table in reference.md: on trio the start fails with a clear reason."""
+    import anyio
+
+    from lifecycle import StartupError, Supervisor
+    from lifecycle.adapters.http import HealthServer
+    from lifecycle.adapters.influx import InfluxWriter
+
+    service = (HealthServer("127.0.0.1", 0) if adapter == "HealthServer"
+               else InfluxWriter("http://127.0.0.1:9", bucket="b", spool_path=tmp_path / "spool"))
+    errors: list[str | None] = []
+
+    async def main() -> None:
+        with pytest.raises(StartupError) as failed:
+            async with Supervisor([service]):
+                pass
+        errors.append(failed.value.report.startup[service.name].error)
+
+    anyio.run(main, backend="trio")
+    assert errors[0] is not None and f"{adapter} {service.name!r} needs asyncio" in errors[0]
