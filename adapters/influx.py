@@ -1,7 +1,7 @@
 """``InfluxWriter``: a buffered, retrying, spooling InfluxDB writer as a lifecycle service.
 
 Why not the official batching ``WriteApi``: it runs on threads that outlive ``close()``
-and retries forever (DESIGN.md, incident 1). This writer uses only ``InfluxDBClientAsync``
+and retries forever (incident 1 in docs/architecture.md). This writer uses only ``InfluxDBClientAsync``
 (aiohttp, no threads) and adds what the async API lacks: a bounded buffer, batching,
 retries with backoff, a circuit breaker, adaptive batch sizes, and a durable SQLite spool
 for whatever cannot be delivered, replayed when the server answers again (incident 3).

@@ -1,4 +1,4 @@
-"""PostgreSQL through an asyncpg pool, where every await has a deadline (incident 4).
+"""PostgreSQL through an asyncpg pool, where every await has a deadline (incident 4 in docs/architecture.md).
 
 - The pool is created under a deadline that also covers a dead proxy (TCP accepted, never
   answered) and a stalled server; a pool whose creation failed or was cancelled is

@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks of lifecycle and its peers (DESIGN.md section 9).
+"""Side-by-side benchmarks of lifecycle and its peers.
 
 Every benchmark module exposes ``run(size) -> list[Result]`` with ``size`` "full" or
 "smoke"; ``python -m benchmarks`` runs them all, prints the tables and (full runs only)

@@ -1,4 +1,4 @@
-"""A database guardian that cannot heal itself into a loop (DESIGN.md incident 2).
+"""A database guardian that cannot heal itself into a loop (incident 2 in docs/architecture.md).
 
 The guardian watches a table. Recovering it creates a new version of the table, which
 takes a few seconds to initialise; while it initialises, a scan would flag it as corrupt.

@@ -9,5 +9,5 @@ pytest_plugins = ["tests.servers.fixtures"]
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Core tests run on both backends (DESIGN.md section 8)."""
+    """Core tests run on both backends."""
     return str(request.param)

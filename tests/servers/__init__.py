@@ -1,4 +1,4 @@
-"""Real servers for the tests (DESIGN.md section 8): PostgreSQL, VictoriaMetrics, network faults.
+"""Real servers for the tests: PostgreSQL, VictoriaMetrics, network faults.
 
 Modules: `postgres` (PostgresServer), `victoria` (VictoriaMetrics), `faults` (blackhole,
 closed_port), `fixtures` (the pytest plugin). This package module holds what they share:

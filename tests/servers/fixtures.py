@@ -1,4 +1,4 @@
-"""pytest plugin: real servers and network faults as fixtures (DESIGN.md section 8).
+"""pytest plugin: real servers and network faults as fixtures.
 
 - `postgres`, `victoria` (session): shared servers; never stall or kill them.
 - `fresh_postgres`, `fresh_victoria` (per test): a server of the test's own, for faults.
