@@ -99,6 +99,11 @@ def build(db: Database, naive: bool) -> Supervisor:
                       log_report=False)
 
 
+def app() -> Supervisor:
+    """For ``python -m lifecycle check|run examples/guardian.py:app``: the guarded guardian."""
+    return build(Database(5.0), naive=False)
+
+
 async def run_for(seconds: float, naive: bool, db: Database) -> LifecycleReport:
     sup = build(db, naive)
     alerts: list[str] = []

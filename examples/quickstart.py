@@ -53,7 +53,8 @@ class Ingest(Service):
         self.log.info("closed (the close still ran after the flush overran)")
 
 
-def build() -> Supervisor:
+def app() -> Supervisor:
+    """What ``python -m lifecycle check|run examples/quickstart.py:app`` loads."""
     return Supervisor([Config(), Cache(), Ingest()], shutdown_timeout=10.0, name="quickstart",
                       log_report=False)  # main() prints it
 
@@ -64,7 +65,7 @@ def main() -> int:
     parser.add_argument("--forever", action="store_true", help="run until Ctrl-C")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    sup = build()
+    sup = app()
     if not args.forever:
         sup.subscribe(lambda e: _stop_later(sup, args.seconds) if e.kind == "AllStarted" else None)
     report = sup.run()
