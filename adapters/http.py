@@ -2,9 +2,10 @@
 
 - ``GET /livez``: 200 while the supervisor is alive (starting, serving, or closing); 503
   when it is not (a kubelet then restarts the container).
-- ``GET /readyz``: 200 only while everything runs and shutdown has not begun; 503 before
-  startup finished, and from the moment shutdown is requested (through ``drain_delay``,
-  while load balancers take the pod out of rotation).
+- ``GET /readyz``: 200 only while every required service runs (optional ones do not count),
+  none is in a health incident, and shutdown has not begun; 503 before startup finished,
+  and from the moment shutdown is requested (through ``drain_delay``, while load
+  balancers take the pod out of rotation).
 - ``GET /startupz``: 200 once startup completed (it stays 200 through the close).
 
 Each body is ``Supervisor.health()`` as JSON plus ``probe`` and ``ok``. HEAD works too.
