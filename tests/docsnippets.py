@@ -9,7 +9,8 @@ What each block's language means:
 - ``python`` (``py``): executed; the blocks of one page share one namespace, like a
   session. ``shell`` (``sh``, ``bash``, ``console``): run by ``bash -e`` in the page's
   working directory, with the test environment's ``python`` first on ``PATH``; exit code 0
-  expected.
+  expected. The repository's ``examples/`` is linked into the working directory, as
+  the pages' commands are run from a clone.
 - ``text``: inert, unless marked as the expected output of the block before it.
 - ``ini`` with a ``[Service]`` section: a systemd unit, checked by ``systemd-analyze verify``
   (when systemd is installed) and for inline comments (systemd has none).
@@ -64,6 +65,7 @@ PYTHON = frozenset({"python", "py", "python3"})
 SHELL = frozenset({"shell", "sh", "bash", "console"})
 DIRECTIVES = frozenset({"fragment", "prelude", "after", "file", "pytest", "output", "exit",
                         "interrupt", "signature"})
+REPOSITORY = Path(__file__).resolve().parent.parent
 BLOCK_TIMEOUT = 120.0  # seconds a shell block or pytest run may take on a loaded machine
 
 _FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
@@ -170,6 +172,9 @@ class Session:
         self.env = dict(os.environ)
         bin_dir = str(Path(sys.executable).parent)
         self.env["PATH"] = bin_dir + os.pathsep + self.env.get("PATH", "")
+        examples = Path("examples")  # readers run the pages' commands from a clone
+        if not examples.exists():
+            examples.symlink_to(REPOSITORY / "examples", target_is_directory=True)
 
     def run(self) -> int:
         """Run every block; the number of blocks run (not inert, not fragments)."""
