@@ -28,7 +28,7 @@ may precede one block::
     assert report.ok                                              hidden check, run after
     -->
     <!-- snippet: file myapp.py -->      written to the working directory instead of run
-    <!-- snippet: pytest -->             a test module, run by pytest (must pass)
+    <!-- snippet: pytest [test_x.py] -->  a test module (so named), run by pytest: must pass
     <!-- snippet: output -->             (on a text block) the previous block's stdout
     <!-- snippet: output stderr -->      ... its stderr
     <!-- snippet: exit 2 -->             (shell) the exit code expected instead of 0
@@ -237,10 +237,14 @@ class Session:
         self.last = Outcome(out.getvalue(), err.getvalue())
 
     def run_pytest(self, block: Block) -> None:
-        test = Path(f"test_snippet_{block.line}.py")
+        test = Path(block.directives["pytest"] or f"test_snippet_{block.line}.py")
         test.write_text(block.directives.get("prelude", "") + "\n" + block.text)
-        self.run_shell(block, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               "-p", "no:randomly", str(test)])
+        try:
+            self.run_shell(block, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                   "-p", "no:randomly", str(test)])
+        finally:
+            if block.directives.get("exit"):  # a failing example leaves the page's suite
+                test.unlink()
 
     # ----- shell ----------------------------------------------------------------------------
     def run_shell(self, block: Block, argv: list[str] | None = None) -> None:
