@@ -181,3 +181,19 @@ def test_an_asyncio_only_adapter_refuses_trio_naming_itself(adapter: str, tmp_pa
 
     anyio.run(main, backend="trio")
     assert errors[0] is not None and f"{adapter} {service.name!r} needs asyncio" in errors[0]
+
+
+def test_the_reference_names_every_public_name() -> None:
+    import re
+
+    import lifecycle
+
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    missing = [name for name in lifecycle.__all__ if not re.search(rf"`{name}[`(]", reference)]
+    assert missing == [], f"docs/reference.md does not document {missing}"
+
+
+def test_the_readme_links_every_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    unlinked = [p.name for p in PAGES[1:] if f"](docs/{p.name})" not in readme]
+    assert unlinked == [], f"README.md's Documentation list misses {unlinked}"
