@@ -32,7 +32,8 @@ may precede one block::
     <!-- snippet: output -->             (on a text block) the previous block's stdout
     <!-- snippet: output stderr -->      ... its stderr
     <!-- snippet: exit 2 -->             (shell) the exit code expected instead of 0
-    <!-- snippet: interrupt 3 -->        (shell) Ctrl-C after 3 s; it must then exit 0
+    <!-- snippet: interrupt all services started -->  (shell) Ctrl-C once the program
+        printed that text (stdout or stderr); it must then exit 0
     <!-- snippet: signature lifecycle.Supervisor -->   the block states that object's
         signature (``Name(a, *, b=1)`` lines, or a class with attributes and __init__):
         parameter names, kinds and defaults, and class attribute defaults, must match it
@@ -55,11 +56,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 PYTHON = frozenset({"python", "py", "python3"})
 SHELL = frozenset({"shell", "sh", "bash", "console"})
@@ -250,27 +253,46 @@ class Session:
     def run_shell(self, block: Block, argv: list[str] | None = None) -> None:
         argv = argv or ["bash", "-e", "-o", "pipefail", "-c", block.text]
         expect = int(block.directives.get("exit") or 0)
-        interrupt = block.directives.get("interrupt")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=self.env, start_new_session=True)
+        out: list[str] = []
+        err: list[str] = []
+        marker = block.directives.get("interrupt")
+        seen = threading.Event()
+
+        def read(stream: IO[str], into: list[str]) -> None:
+            for line in stream:
+                into.append(line)
+                if marker and marker in line:
+                    seen.set()
+
+        readers = [threading.Thread(target=read, args=(proc.stdout, out), daemon=True),
+                   threading.Thread(target=read, args=(proc.stderr, err), daemon=True)]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + BLOCK_TIMEOUT
+        if marker and seen.wait(BLOCK_TIMEOUT) and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
+        killed = False
         try:
-            if interrupt:
-                try:
-                    out, err = proc.communicate(timeout=float(interrupt))
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: the whole process group
-                    out, err = proc.communicate(timeout=BLOCK_TIMEOUT)
-            else:
-                out, err = proc.communicate(timeout=BLOCK_TIMEOUT)
+            proc.wait(max(deadline - time.monotonic(), 1.0))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-            raise SnippetError(f"{block.where}: still running after {BLOCK_TIMEOUT:g} s "
-                               f"(killed)\n--- stdout:\n{out}--- stderr:\n{err}") from None
+            proc.wait()
+            killed = True
+        for reader in readers:
+            reader.join(10)
+        stdout, stderr = "".join(out), "".join(err)
+        if killed:
+            raise SnippetError(f"{block.where}: still running after {BLOCK_TIMEOUT:g} s (killed)"
+                               f"\n--- stdout:\n{stdout}--- stderr:\n{stderr}")
+        if marker and not seen.is_set():
+            raise SnippetError(f"{block.where}: never printed {marker!r}\n--- stdout:\n{stdout}"
+                               f"--- stderr:\n{stderr}")
         if proc.returncode != expect:
             raise SnippetError(f"{block.where}: exit code {proc.returncode}, expected {expect}\n"
-                               f"--- stdout:\n{out}--- stderr:\n{err}")
-        self.last = Outcome(out, err)
+                               f"--- stdout:\n{stdout}--- stderr:\n{stderr}")
+        self.last = Outcome(stdout, stderr)
 
     def compare_output(self, block: Block, stream: str) -> None:
         if self.last is None:
