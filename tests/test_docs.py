@@ -197,3 +197,15 @@ def test_the_readme_links_every_page() -> None:
     readme = (ROOT / "README.md").read_text()
     unlinked = [p.name for p in PAGES[1:] if f"](docs/{p.name})" not in readme]
     assert unlinked == [], f"README.md's Documentation list misses {unlinked}"
+
+
+def test_the_systemd_units_pass_systemd_analyze_verify() -> None:
+    import shutil
+
+    from tests.docsnippets import verify_unit
+
+    if shutil.which("systemd-analyze") is None or not Path("/usr/lib/systemd/system").is_dir():
+        pytest.skip("systemd-analyze is not installed (Debian package `systemd`): the units "
+                    "were checked for inline comments only")
+    for unit in blocks(lambda b: b.is_unit):
+        verify_unit(unit)  # raises SnippetError with systemd-analyze's complaint
