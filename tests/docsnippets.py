@@ -244,7 +244,7 @@ class Session:
         test.write_text(block.directives.get("prelude", "") + "\n" + block.text)
         try:
             self.run_shell(block, [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                   "-p", "no:randomly", str(test)])
+                                   "-W", "error::pytest.PytestConfigWarning", str(test)])
         finally:
             if block.directives.get("exit"):  # a failing example leaves the page's suite
                 test.unlink()
