@@ -6,14 +6,15 @@ The conventions are described in ``tests/docsnippets.py``, which runs the blocks
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DIRECTIVES = frozenset({"fragment", "prelude", "after", "file", "pytest", "output", "exit",
                         "interrupt", "signature"})
 
-_FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
-_DIRECTIVE = re.compile(r"^<!--\s*snippet:\s*(?P<name>[\w-]+)[ \t]*(?P<rest>.*?)\s*(?P<end>-->)?\s*$")
+_FENCE = re.compile(r"^(?P<indent> {0,8})```(?P<lang>[\w+-]*)\s*$")  # also inside list items
+_DIRECTIVE = re.compile(r"^ {0,8}<!--\s*snippet:\s*(?P<name>[\w-]+)[ \t]*(?P<rest>.*?)\s*(?P<end>-->)?\s*$")
 
 
 class SnippetError(Exception):
@@ -61,21 +62,23 @@ def parse(page: Path) -> list[Block]:
                     i += 1
                 if i == len(lines):
                     raise SnippetError(f"{page}:{pending_at}: snippet directive never closed")
-                rest = "\n".join(body)
+                rest = textwrap.dedent("\n".join(body))
             pending[name] = rest
             pending_at = pending_at or i + 1
         elif fence:
             start = i + 1
+            indent = fence["indent"]
             i += 1
-            while i < len(lines) and not lines[i].startswith("```"):
+            while i < len(lines) and not lines[i].startswith(indent + "```"):
                 i += 1
             if i == len(lines):
                 raise SnippetError(f"{page}:{start}: code block never closed")
             if not fence["lang"]:
                 raise SnippetError(f"{page}:{start}: a code block without a language: name it "
                                    "(python, shell, text for output or diagrams, ...)")
-            blocks.append(Block(page, start + 1, fence["lang"].lower(),
-                                "\n".join(lines[start:i]) + "\n", pending))
+            text = "\n".join(line[len(indent):] if line.startswith(indent) else line.lstrip()
+                             for line in lines[start:i])
+            blocks.append(Block(page, start + 1, fence["lang"].lower(), text + "\n", pending))
             pending, pending_at = {}, 0
         elif line.strip() and pending:
             raise SnippetError(f"{page}:{pending_at}: snippet directive not followed by a block")

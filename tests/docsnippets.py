@@ -45,7 +45,10 @@ the current one); it prints what failed, naming the page and line, and exits 1.
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import contextlib
+import inspect
 import io
 import os
 import re
@@ -147,19 +150,26 @@ class Session:
         return self.check_config(block)
 
     # ----- python -------------------------------------------------------------------------
-    def _exec(self, code: str, first_line: int, filename: str) -> None:
-        compiled = compile("\n" * (first_line - 1) + code, filename, "exec")
-        exec(compiled, self.module.__dict__)
+    def _exec(self, block: Block) -> None:
+        """Prelude, block and check as one piece of code, the block at its line on the page.
+
+        Top-level ``await`` is allowed (as in an asyncio REPL): the whole piece then runs in
+        one event loop, so what the prelude opened is still usable by the block.
+        """
+        head = block.directives.get("prelude", "") + "\n"
+        source = (head + "\n" * max(block.line - 1 - head.count("\n"), 0) + block.text
+                  + "\n" + block.directives.get("after", "") + "\n")
+        code = compile(source, str(block.page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        if code.co_flags & inspect.CO_COROUTINE:
+            asyncio.run(eval(code, self.module.__dict__))
+        else:
+            exec(code, self.module.__dict__)
 
     def run_python(self, block: Block) -> None:
         out, err = io.StringIO(), io.StringIO()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                if "prelude" in block.directives:
-                    self._exec(block.directives["prelude"], 1, f"prelude of {block.where}")
-                self._exec(block.text, block.line, str(block.page))
-                if "after" in block.directives:
-                    self._exec(block.directives["after"], 1, f"check after {block.where}")
+                self._exec(block)
         except BaseException as exc:  # SystemExit too: a snippet must not end the session
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             raise SnippetError(f"{block.where}: the python block failed:\n{tb}"
