@@ -47,6 +47,9 @@ BROKEN = {
     "a systemd unit with an inline comment": ("```ini\n[Service]\nType=notify\n"
                                               "EnvironmentFile=/etc/app/env   # DATABASE_URL\n```\n"),
     "a YAML manifest that does not parse": "```yaml\nspec: [unclosed\n```\n",
+    "an awaited call that fails, in a list item": ("- a step:\n\n  ```python\n  import anyio\n"
+                                                   "  await anyio.to_thread.run_sync(int, 'x')\n"
+                                                   "  ```\n"),
     "a signature that lost a parameter": ("<!-- snippet: signature lifecycle.LeakCheck -->\n"
                                           "```python\nLeakCheck(settle=1.0, ignore=())\n```\n"),
     "a wrong default": ("<!-- snippet: signature lifecycle.Supervisor -->\n```python\n"
