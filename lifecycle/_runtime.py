@@ -16,7 +16,7 @@ from ._bounded import ABANDON_GRACE, ABANDONED, ERROR, OK, SKIPPED, TIMEOUT, Job
 from ._context import current_service
 from ._monitor import Monitor, has_check
 from ._work import OwnedThreads, WorkHost, thread_stacks
-from .events import Event, ServiceRestarting, ServiceStarting, StageFinished
+from .events import Event, ServiceEscalated, ServiceRestarting, ServiceStarting, StageFinished
 from .every import LoopSpec, every
 from .fallback import Fallback
 from .policy import RestartBudget
@@ -191,6 +191,7 @@ class ServiceRuntime:
         attempt = 0
         while True:
             failed = False
+            began = now()
             try:
                 await body()
             except Exception as exc:
@@ -206,11 +207,11 @@ class ServiceRuntime:
                 elif where == "run" and not svc.optional:
                     self.core.request_shutdown(f"run() of {self.name!r} returned")
                 return
-            if not self.budget.try_take(now()):
-                why = f"more than {policy.max_restarts} restarts in {policy.window:g}s"
+            streak, why = self.budget.take_restart(where, now(), now() - began)
+            if why is not None:
                 self.escalate(where, error if failed else RuntimeError(f"{where} kept ending"), why)
                 return
-            delay = policy.delay(attempt)
+            delay = policy.delay(streak - 1)  # the backoff starts again after a stable run
             attempt += 1
             reason = self.core.describe(error) if failed else "ended"
             if failed:
@@ -223,7 +224,11 @@ class ServiceRuntime:
                 return
 
     def escalate(self, where: str, exc: BaseException, why: str) -> None:
-        """The restart budget is spent: shut the app down, or give up on this service."""
+        """A restart or recovery limit is reached: shut the app down, or give up on this service."""
+        svc = self.active
+        action = "give_up" if svc.optional or svc.restart.then == "give_up" else "shutdown"
+        self.core.report.service_counts(self.name).escalations += 1
+        self.core.emit(ServiceEscalated(self.name, where=where, reason=why, action=action))
         self._fail(where, exc, why, escalate=True)
 
     def _fail(self, where: str, exc: BaseException, why: str, escalate: bool = False) -> None:

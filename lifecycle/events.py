@@ -127,3 +127,15 @@ class FallbackRecovered(Event):
 
     candidate: str = ""
     action: str = ""  # "alert", or "restart" (a graceful shutdown with exit code 75)
+
+
+@dataclass(frozen=True)
+class ServiceEscalated(Event):
+    """A restart or recovery limit was reached: the alert that says why, once per escalation.
+
+    ``action`` is the restart policy's ``then`` as applied: ``"shutdown"`` or ``"give_up"``.
+    """
+
+    where: str = ""  # "run", "loop <name>" or "health"
+    reason: str = ""
+    action: str = ""

@@ -118,7 +118,8 @@ def _why(error: Any) -> str:
 
 
 _WARN_KINDS = frozenset({"ServiceStartFailed", "ServiceFailed", "ShutdownForced", "HealthAlert",
-                         "ServiceRecovering", "ServiceDegraded", "FallbackRecovered"})
+                         "ServiceRecovering", "ServiceDegraded", "FallbackRecovered",
+                         "ServiceEscalated"})
 
 
 def describe_event(d: dict[str, Any]) -> tuple[int, str]:
@@ -164,6 +165,8 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
     elif kind == "FallbackRecovered":
         text = (f"{who}: preferred candidate {d['candidate']} answers again"
                 + ("; restarting onto it (exit code 75)" if d["action"] == "restart" else ""))
+    elif kind == "ServiceEscalated":
+        text = f"{who}: escalated ({d['action']}) in {d['where']}: {d['reason']}"
     elif kind == "Stopped":
         text = f"stopped: exit code {d['exit_code']}" + (" (ok)" if d["ok"] else "")
     else:  # an event kind added later: still one line, with its fields

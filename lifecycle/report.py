@@ -21,14 +21,27 @@ from __future__ import annotations
 
 import enum
 import signal as _signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._bounded import ABANDONED, ERROR, OK, SKIPPED, TIMEOUT
+from ._history import KEEP_FIRST, KEEP_LAST, History, cap_text
 
 if TYPE_CHECKING:
     from .leaks import LeakReport
+
+
+#: Size caps of the text kept per record (characters): a deep or chained traceback, an
+#: exception with a megabyte message, or the stacks of many stuck threads stay readable
+#: and bounded (the start and the end are kept, with how much was cut between them).
+MAX_TRACEBACK = 8_192
+MAX_MESSAGE = 2_048
+MAX_STACK = 16_384
+
+
+def _cap(text: str | None, limit: int) -> str | None:
+    return None if text is None else cap_text(text, limit)
 
 
 class ExitCode(enum.IntEnum):
@@ -51,6 +64,9 @@ class Attempt:
     error: str | None = None
     stack: str | None = None
 
+    def __post_init__(self) -> None:
+        self.error, self.stack = _cap(self.error, MAX_MESSAGE), _cap(self.stack, MAX_STACK)
+
 
 @dataclass
 class StartRecord:
@@ -64,6 +80,9 @@ class StartRecord:
     stack: str | None = None
     winner: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.error, self.stack = _cap(self.error, MAX_MESSAGE), _cap(self.stack, MAX_STACK)
 
     @property
     def degraded(self) -> bool:
@@ -83,6 +102,9 @@ class StageRecord:
     stack: str | None = None
     began: float = 0.0  # seconds since the supervisor began starting
 
+    def __post_init__(self) -> None:
+        self.error, self.stack = _cap(self.error, MAX_MESSAGE), _cap(self.stack, MAX_STACK)
+
     @property
     def clean(self) -> bool:
         return self.outcome == OK
@@ -99,6 +121,10 @@ class FailureRecord:
     at: float  # seconds since the supervisor began (0.0 when recorded from a thread)
     action: str = ""
 
+    def __post_init__(self) -> None:
+        self.error = cap_text(self.error, MAX_MESSAGE)
+        self.traceback = cap_text(self.traceback, MAX_TRACEBACK)
+
 
 @dataclass
 class RestartRecord:
@@ -113,14 +139,35 @@ class RestartRecord:
     error: str | None = None
     began: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.reason = cap_text(self.reason, MAX_MESSAGE)
+        self.error = _cap(self.error, MAX_MESSAGE)
+
+
+@dataclass
+class ServiceCounts:
+    """Exact counts for one service over the whole run, however few records were kept."""
+
+    failures: int = 0  # exceptions recorded (run, loops, tasks, threads, recover, ...)
+    restarts: int = 0  # restarts of a run() or loop
+    recoveries: int = 0  # health recoveries
+    incidents: int = 0  # health incidents opened
+    escalations: int = 0  # restart or recovery limits reached
+
 
 @dataclass
 class LifecycleReport:
+    """What happened. ``failures`` and ``restarts`` keep the first and last few records of
+    each service (``History``); ``counts`` has the exact numbers; ``health`` the last health
+    and incident state of each checked service."""
+
     name: str = "app"
     startup: dict[str, StartRecord] = field(default_factory=dict)
     shutdown: dict[str, dict[str, StageRecord]] = field(default_factory=dict)
-    failures: list[FailureRecord] = field(default_factory=list)
-    restarts: list[RestartRecord] = field(default_factory=list)
+    failures: History[FailureRecord] = field(default_factory=History)
+    restarts: History[RestartRecord] = field(default_factory=History)
+    counts: dict[str, ServiceCounts] = field(default_factory=dict)
+    health: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     leaks: LeakReport | None = None
     reason: str | None = None
@@ -131,6 +178,27 @@ class LifecycleReport:
     shutdown_began: float = 0.0  # seconds since the supervisor began
     shutdown_elapsed: float = 0.0
     shutdown_budget: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.failures = History(self.failures, on_add=self._count_failure)
+        self.restarts = History(self.restarts, on_add=self._count_restart)
+
+    def service_counts(self, service: str) -> ServiceCounts:
+        """The counters of ``service`` (created at its first count)."""
+        counts = self.counts.get(service)
+        if counts is None:
+            counts = self.counts[service] = ServiceCounts()
+        return counts
+
+    def _count_failure(self, record: FailureRecord) -> None:
+        self.service_counts(record.service).failures += 1
+
+    def _count_restart(self, record: RestartRecord) -> None:
+        counts = self.service_counts(record.service)
+        if record.where == "health":
+            counts.recoveries += 1
+        else:
+            counts.restarts += 1
 
     # ----- verdicts ---------------------------------------------------------------------
     @property
@@ -193,8 +261,12 @@ class LifecycleReport:
             "shutdown_budget": self.shutdown_budget,
             "startup": {k: asdict(v) for k, v in self.startup.items()},
             "shutdown": {k: {s: asdict(r) for s, r in v.items()} for k, v in self.shutdown.items()},
-            "failures": [asdict(f) for f in self.failures],
-            "restarts": [asdict(r) for r in self.restarts],
+            "failures": self.failures.to_list(asdict),
+            "restarts": self.restarts.to_list(asdict),
+            "counts": {k: asdict(v) for k, v in self.counts.items()},
+            "omitted": {"failures": self.failures.omitted(), "restarts": self.restarts.omitted(),
+                        "kept_per_service": {"first": KEEP_FIRST, "last": KEEP_LAST}},
+            "health": {k: dict(v) for k, v in self.health.items()},
             "details": self.details,
             "leaks": self.leaks.to_dict() if self.leaks is not None else None,
         }
@@ -230,15 +302,7 @@ class LifecycleReport:
                          stage.outcome if stage.clean else stage.outcome.upper(),
                          f"{stage.elapsed:.2f}s", f"{stage.deadline:g}s", stage.error or ""))
         lines += _table(rows)
-        if self.failures:
-            lines.append("\nfailures while running")
-            for f in self.failures:
-                lines.append(f"  {f.service} {f.where}: {f.error}" + (f" -> {f.action}" if f.action else ""))
-        if self.restarts:
-            lines.append("\nrestarts and recoveries")
-            for r in self.restarts:
-                lines.append(f"  {r.service} {r.where} #{r.attempt}: {r.reason} -> {r.outcome}"
-                             + (f" ({r.error})" if r.error else ""))
+        lines += self._format_running()
         culprits = self.culprits()
         starts = [r for r in self.startup.values() if r.outcome not in (OK, SKIPPED)]
         if culprits or starts:
@@ -258,6 +322,49 @@ class LifecycleReport:
 
     def __str__(self) -> str:
         return self.format()
+
+    def _format_running(self) -> list[str]:
+        """Counts per service, health incidents, then the kept failures and restarts."""
+        lines: list[str] = []
+        if any(asdict(c) != asdict(ServiceCounts()) for c in self.counts.values()):
+            lines.append("\nwhile running")
+            rows: list[tuple[str, ...]] = [("service", "failures", "restarts", "recoveries",
+                                            "incidents", "escalations", "health")]
+            for name, c in self.counts.items():
+                rows.append((name, str(c.failures), str(c.restarts), str(c.recoveries),
+                             str(c.incidents), str(c.escalations), _health_note(self.health.get(name))))
+            lines += _table(rows)
+        sections: tuple[tuple[str, History[Any], Callable[[Any], str]], ...] = (
+            ("failures while running", self.failures, _failure_line),
+            ("restarts and recoveries", self.restarts, _restart_line))
+        for title, history, show in sections:
+            if not history:
+                continue
+            omitted = history.omitted()
+            note = (f" ({history.total()} in all; {sum(omitted.values())} left out: the first "
+                    f"{KEEP_FIRST} and last {KEEP_LAST} of each service are kept)" if omitted else "")
+            lines.append(f"\n{title}{note}")
+            lines += [f"  {show(record)}" for record in history]
+        return lines
+
+
+def _failure_line(f: FailureRecord) -> str:
+    return f"{f.service} {f.where}: {f.error}" + (f" -> {f.action}" if f.action else "")
+
+
+def _restart_line(r: RestartRecord) -> str:
+    return f"{r.service} {r.where} #{r.attempt}: {r.reason} -> {r.outcome}" + (
+        f" ({r.error})" if r.error else "")
+
+
+def _health_note(view: dict[str, Any] | None) -> str:
+    if not view:
+        return ""
+    if view.get("escalated"):
+        return f"escalated: {view.get('escalation')}"
+    if view.get("recovering"):
+        return f"recovering ({view.get('incident_recoveries')} of {view.get('max_recoveries')})"
+    return "in incident" if view.get("incident") else ""
 
 
 def _verdict(code: int) -> str:
