@@ -132,7 +132,8 @@ class Monitor:
         policy = rt.active.restart
         why = None
         if self.incident_recoveries >= policy.max_recoveries:
-            why = (f"{self.incident_recoveries} recoveries of {rt.name!r} did not restore health "
+            count = self.incident_recoveries
+            why = (f"{count} recover{'y' if count == 1 else 'ies'} of {rt.name!r} did not restore health "
                    f"(checks must pass for {self.stable_period:g}s; last: {reason})")
         elif not rt.budget.try_take(now()):
             why = f"more than {policy.max_restarts} recoveries/restarts in {policy.window:g}s"
