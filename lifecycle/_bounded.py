@@ -189,7 +189,8 @@ class Jobs:
     def __init__(self) -> None:
         self._active: set[Job] = set()
         #: Abandoned jobs, kept referenced: asyncio holds tasks weakly, and a task that is
-        #: still running must not be collected mid-flight.
+        #: still running must not be collected mid-flight. Bounded by the abandoned jobs
+        #: still running: those that ended are dropped whenever another is abandoned.
         self.abandoned: list[Job] = []
         self.interrupted = False
 
@@ -227,6 +228,7 @@ class Jobs:
                 await job.done.wait()
             elapsed = now() - began
             if not job.done.is_set():
+                self.abandoned = [j for j in self.abandoned if not j.done.is_set()]
                 self.abandoned.append(job)
                 return Result(ABANDONED, elapsed, job.error, stack)
             return Result(CANCELLED if job.interrupted else TIMEOUT, elapsed, job.error, stack)

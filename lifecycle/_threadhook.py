@@ -90,7 +90,7 @@ _SITE_DIRS = _dirs(
 )
 _STD_DIRS = _dirs(_PATHS.get("stdlib", ""), _PATHS.get("platstdlib", ""))
 _LIB_DIRS = _dirs(*_SITE_DIRS, *_STD_DIRS)
-_kinds: dict[str, int] = {threading.__file__: _SKIP, _HERE: _SKIP}
+_kinds: dict[str, int] = {threading.__file__: _SKIP, _HERE: _SKIP}  # one per source file seen
 
 
 def _classify(filename: str) -> int:

@@ -137,7 +137,12 @@ class OwnedThreads:
     """Threads started by ``spawn_thread``: named, given a stop flag, joined with a deadline."""
 
     def __init__(self) -> None:
+        #: Bounded by the threads still alive: finished ones are pruned as new ones start
+        #: (when the list has doubled since the last pruning), so a service that starts a
+        #: thread per job for months holds only the ones running.
         self.items: list[tuple[threading.Thread, threading.Event]] = []
+        self._prune_at = 64
+        self._lock = threading.Lock()  # spawn_thread may be called from the service's threads
 
     def start(self, target: Callable[..., Any], args: tuple[Any, ...], name: str, daemon: bool,
               context: contextvars.Context, on_error: Callable[[str, BaseException], None],
@@ -155,7 +160,12 @@ class OwnedThreads:
                 on_error(f"thread {name}", exc)
 
         thread = threading.Thread(target=body, name=name, daemon=daemon)
-        self.items.append((thread, stop))
+        with self._lock:
+            if len(self.items) >= self._prune_at:
+                # ident is None until start(): a thread being started elsewhere is kept
+                self.items = [(t, e) for t, e in self.items if t.ident is None or t.is_alive()]
+                self._prune_at = max(64, 2 * len(self.items))
+            self.items.append((thread, stop))
         thread.start()
         return thread
 

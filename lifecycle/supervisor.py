@@ -80,7 +80,7 @@ class Supervisor:
         self.state = SupervisorState.NEW
         self.jobs = Jobs()
         self.origin = 0.0
-        self._listeners: list[Listener] = []
+        self._listeners: list[Listener] = []  # one per subscribe() not yet unsubscribed
         self._runtimes: dict[str, ServiceRuntime] = {}
         self._requested: anyio.Event | None = None
         self._forced: anyio.Event | None = None
