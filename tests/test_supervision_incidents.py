@@ -260,3 +260,27 @@ def test_bad_recovery_limits_are_config_errors_naming_the_knob(knob: dict[str, A
     [name] = knob
     with pytest.raises(ConfigError, match=name):
         RestartPolicy(**knob)
+
+
+async def test_the_example_in_the_supervision_guide_holds() -> None:
+    class Guardian(Service):  # as in docs/supervision.md, "Health checks"
+        check_interval = 1.0
+        check_timeout = 0.5
+        failure_threshold = 3
+        grace_period = 10.0
+        cooldown = 30.0
+
+        async def check(self) -> bool | Health:
+            return Health(ok=False, reason="v3 is corrupt", detail={"version": 3})
+
+        async def recover(self) -> None:
+            ...
+
+    async with Supervisor([Guardian()]) as sup:  # "Testing with simulated time"
+        await anyio.sleep(3600)
+    assert len(sup.report.restarts) == 3
+    assert sup.report.counts["guardian"].escalations == 1
+    # the timeline the guide gives: recoveries at about 12 s, 45 s and 108 s
+    assert [round(r.began) for r in sup.report.restarts] == [12, 45, 108]
+    [escalation] = sup.report.failures
+    assert round(escalation.at) == 231 and "did not restore health" in escalation.action
