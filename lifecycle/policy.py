@@ -115,7 +115,7 @@ class RestartPolicy:
 class RestartBudget:
     """The two limits of one service: the sliding window and the streaks (module docstring).
 
-    Memory: ``times`` holds at most ``max_restarts`` + 1 instants (older ones are dropped on
+    Memory: ``times`` holds at most ``max_restarts`` instants (older ones are dropped on
     every call); ``streaks`` one int per ``run()`` or loop of the service.
     """
 
