@@ -150,10 +150,11 @@ class LeakReport:
     thread_errors: tuple[ThreadError, ...] = ()
     settle: float = 0.0
     waited: float = 0.0  # seconds spent waiting for new threads/tasks to end
+    thread_errors_omitted: int = 0  # beyond the last MAX_ERRORS kept: counted, not kept
 
     @property
     def ok(self) -> bool:
-        return not (self.threads or self.tasks or self.thread_errors)
+        return not (self.threads or self.tasks or self.thread_errors or self.thread_errors_omitted)
 
     def format(self, *, stacks: bool = True, max_frames: int = 6) -> str:
         """A readable message naming every culprit (and, with ``stacks``, where it is)."""
@@ -180,6 +181,9 @@ class LeakReport:
             lines.append(f"- unhandled {error.type} in thread `{error.thread}`{owner}: {error.message}")
             if stacks:
                 lines.extend("    " + line for line in error.traceback[-2 * max_frames :])
+        if self.thread_errors_omitted:
+            lines.append(f"- and {_plural(self.thread_errors_omitted, 'earlier unhandled exception')}"
+                         " in threads, counted but not kept")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +194,7 @@ class LeakReport:
             "threads": [t.to_dict() for t in self.threads],
             "tasks": [t.to_dict() for t in self.tasks],
             "thread_errors": [e.to_dict() for e in self.thread_errors],
+            "thread_errors_omitted": self.thread_errors_omitted,
         }
 
     def merge(self, other: LeakReport) -> LeakReport:
@@ -200,6 +205,7 @@ class LeakReport:
             self.thread_errors + other.thread_errors,
             max(self.settle, other.settle),
             max(self.waited, other.waited),
+            self.thread_errors_omitted + other.thread_errors_omitted,
         )
 
     def redact(self, secrets: Iterable[str]) -> LeakReport:

@@ -35,7 +35,8 @@ Site = tuple[str, int, str]
 
 MAX_STACK = 8  # frames kept of a creation stack
 MAX_WALK = 64  # frames searched for the user's line
-MAX_ERRORS = 1000  # thread exceptions kept while checks are active
+MAX_ERRORS = 1000  # thread exceptions kept while checks are active (the rest are counted)
+MAX_ERROR_LINES = 200  # traceback lines kept per thread exception: the first 50, the last 150
 
 _ORIGIN_ATTR = "_lifecycle_origin"
 _HERE = os.path.abspath(__file__)
@@ -226,14 +227,18 @@ def _excepthook(args: threading.ExceptHookArgs) -> None:
         return
     thread = args.thread
     origin = origin_of(thread) if thread is not None else None
-    lines = traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+    lines = "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                               args.exc_traceback)).splitlines()
+    if len(lines) > MAX_ERROR_LINES:
+        cut = len(lines) - MAX_ERROR_LINES
+        lines = [*lines[:50], f"... {cut} lines left out ...", *lines[50 + cut:]]
     error = ThreadError(
         thread=thread.name if thread is not None else "?",
         ident=thread.ident if thread is not None else None,
         owner=origin.owner if origin is not None else None,
         type=getattr(args.exc_type, "__qualname__", str(args.exc_type)),
         message=str(args.exc_value),
-        traceback=tuple("".join(lines).splitlines()),
+        traceback=tuple(lines),
     )
     with _lock:
         _error_seq += 1
@@ -288,6 +293,12 @@ def active() -> int:
 def errors_since(mark: int) -> list[ThreadError]:
     with _lock:
         return [error for seq, error in _errors if seq > mark]
+
+
+def dropped_since(mark: int) -> int:
+    """Thread exceptions since ``mark`` no longer kept (more than ``MAX_ERRORS``): counted."""
+    with _lock:
+        return max(0, _error_seq - mark - sum(1 for seq, _ in _errors if seq > mark))
 
 
 def measure_hook_cost(n: int = 10_000) -> float:

@@ -337,8 +337,9 @@ class LeakCheck:
 
     def _conclude(self, found: _Found, settle: float, waited: float) -> LeakReport:
         errors = tuple(hook.errors_since(self._mark)) if self._check_threads else ()
+        dropped = hook.dropped_since(self._mark) if self._check_threads else 0
         self._release()
         threads = tuple(leaked_thread(t, frames) for t, frames in found.threads)
         tasks = tuple(leaked_task(t, frames) for t, frames in found.tasks)
-        self._report = LeakReport(threads, tasks, errors, settle, waited)
+        self._report = LeakReport(threads, tasks, errors, settle, waited, dropped)
         return self._report

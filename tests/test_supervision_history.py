@@ -179,3 +179,37 @@ async def test_finished_threads_and_ended_abandoned_jobs_are_not_kept_for_the_wh
         assert svc.threads_started >= 500
         counts = sup.report.counts["worker"]  # abandoned checks are unhealthy results, not failures
         assert (counts.failures, counts.incidents) == (0, 1)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_thread_errors_beyond_the_kept_ones_are_counted_and_tracebacks_capped() -> None:
+    from lifecycle import LeakCheck
+    from lifecycle._threadhook import MAX_ERROR_LINES, MAX_ERRORS
+
+    def crash() -> None:
+        raise RuntimeError("worker crashed")
+
+    def deep(n: int) -> None:  # two alternating frames: Python does not fold them
+        if n == 0:
+            raise RecursionError("too deep")
+        deeper(n - 1)
+
+    def deeper(n: int) -> None:
+        deep(n)
+
+    with LeakCheck(settle=0.0) as check:
+        for i in range(MAX_ERRORS + 9):
+            t = threading.Thread(target=crash, name=f"crasher-{i}")
+            t.start()
+            t.join()
+        t = threading.Thread(target=deep, args=(300,), name="deep")
+        t.start()
+        t.join()
+    report = check.report
+    assert len(report.thread_errors) == MAX_ERRORS
+    assert report.thread_errors_omitted == 10  # 1,010 crashed, 1,000 kept: none lost uncounted
+    assert not report.ok and report.to_dict()["thread_errors_omitted"] == 10
+    assert "10 earlier unhandled exceptions in threads, counted but not kept" in report.format()
+    [deepest] = [e for e in report.thread_errors if e.thread == "deep"]
+    assert len(deepest.traceback) == MAX_ERROR_LINES + 1
+    assert deepest.traceback[-1] == "RecursionError: too deep"
