@@ -185,7 +185,7 @@ class ServiceRuntime:
                 return
 
     async def _supervised(self, where: str, body: Callable[[], Awaitable[Any]]) -> None:
-        """Run ``body``; on its end apply the restart policy (backoff, window, escalation)."""
+        """Run ``body``; on its end apply the restart policy (backoff, window, streak, escalation)."""
         svc = self.active
         policy = svc.restart
         attempt = 0

@@ -137,9 +137,9 @@ class OwnedThreads:
     """Threads started by ``spawn_thread``: named, given a stop flag, joined with a deadline."""
 
     def __init__(self) -> None:
-        #: Bounded by the threads still alive: finished ones are pruned as new ones start
-        #: (when the list has doubled since the last pruning), so a service that starts a
-        #: thread per job for months holds only the ones running.
+        #: Bounded: at most max(64, twice the threads alive at the last pruning). Finished
+        #: threads are pruned as new ones start, once the list has doubled since the last
+        #: pruning, so a service that starts a thread per job for months holds the running ones.
         self.items: list[tuple[threading.Thread, threading.Event]] = []
         self._prune_at = 64
         self._lock = threading.Lock()  # spawn_thread may be called from the service's threads

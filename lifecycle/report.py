@@ -326,7 +326,7 @@ class LifecycleReport:
     def _format_running(self) -> list[str]:
         """Counts per service, health incidents, then the kept failures and restarts."""
         lines: list[str] = []
-        if any(asdict(c) != asdict(ServiceCounts()) for c in self.counts.values()):
+        if self.counts:  # a service appears here at its first count
             lines.append("\nwhile running")
             rows: list[tuple[str, ...]] = [("service", "failures", "restarts", "recoveries",
                                             "incidents", "escalations", "health")]
