@@ -123,7 +123,7 @@ async def test_recovery_pauses_grow_within_one_incident() -> None:
 
 
 async def test_a_check_that_relapses_an_hour_after_each_recovery_recovers_once_per_incident() -> None:
-    detector = Detector(healthy_for=HOUR)
+    detector = Detector(healthy_for=HOUR, check_interval=5.0)  # 17,280 checks, not 86,400
     timeline = Timeline()
     report = await serve_for(Supervisor([detector], leak_check=False), DAY, timeline)
     recoveries = len(detector.recoveries)
