@@ -172,19 +172,23 @@ class ServiceRuntime:
         if svc.has_run:
             self.spawn(self._supervised, ("run", svc.run), "run")
         for attr, spec in svc.loops.items():
-            self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec)), attr)
+            done = [0]  # bodies completed since the loop's last (re)start
+            self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec, done),
+                                          done), attr)
         if isinstance(self.declared, Fallback):  # its recheck of the preferred candidates
             for label, work in self.declared.background(svc):
                 self.spawn(work, (), label)
 
     @staticmethod
-    async def _loop(svc: Service, attr: str, spec: LoopSpec) -> None:
+    async def _loop(svc: Service, attr: str, spec: LoopSpec, done: list[int]) -> None:
         body = getattr(svc, attr)
         async for _ in spec.ticks(svc):
             if await body() is every.STOP:
                 return
+            done[0] += 1
 
-    async def _supervised(self, where: str, body: Callable[[], Awaitable[Any]]) -> None:
+    async def _supervised(self, where: str, body: Callable[[], Awaitable[Any]],
+                          done: list[int] | None = None) -> None:
         """Run ``body``; on its end apply the restart policy (backoff, window, streak, escalation)."""
         svc = self.active
         policy = svc.restart
@@ -192,6 +196,8 @@ class ServiceRuntime:
         while True:
             failed = False
             began = now()
+            if done is not None:
+                done[0] = 0
             try:
                 await body()
             except Exception as exc:
@@ -207,7 +213,9 @@ class ServiceRuntime:
                 elif where == "run" and not svc.optional:
                     self.core.request_shutdown(f"run() of {self.name!r} returned")
                 return
-            streak, why = self.budget.take_restart(where, now(), now() - began)
+            # a loop that completed no body since its restart has not run, however long it waited
+            ran = now() - began if done is None or done[0] else 0.0
+            streak, why = self.budget.take_restart(where, now(), ran)
             if why is not None:
                 self.escalate(where, error if failed else RuntimeError(f"{where} kept ending"), why)
                 return

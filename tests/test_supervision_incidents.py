@@ -18,7 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trio.testing import MockClock
 
-from lifecycle import ConfigError, Health, LifecycleReport, RestartPolicy, Service, ServiceState, Supervisor
+from lifecycle import (
+    ConfigError,
+    Health,
+    LifecycleReport,
+    RestartPolicy,
+    Service,
+    ServiceState,
+    Supervisor,
+    every,
+)
 from lifecycle.events import Event
 
 pytestmark = pytest.mark.anyio
@@ -218,6 +227,35 @@ async def test_a_run_that_fails_two_hours_after_each_restart_never_escalates() -
     assert not timeline.kinds("ServiceEscalated") and report.exit_code == 0
     # each failure followed a stable run, so the backoff starts again from its first delay
     assert all(e.to_dict()["delay"] <= 0.5 for e in timeline.kinds("ServiceRestarting"))
+
+
+async def test_an_hourly_loop_whose_body_always_fails_escalates() -> None:
+    class Report(Service):
+        @every(HOUR)
+        async def send(self) -> None:
+            raise ConnectionError("mail server refused")
+
+    timeline = Timeline()
+    report = await serve_for(Supervisor([Report()], leak_check=False), DAY, timeline)
+    # up an hour before each failure, but no body ever completed: no restart helped
+    assert report.exit_code == 3 and report.counts["report"].restarts == 5
+    assert "loop send ended 6 times in a row" in (report.reason or "")
+
+
+async def test_an_hourly_loop_that_fails_now_and_then_between_good_runs_never_escalates() -> None:
+    class Report(Service):
+        sent = 0
+
+        @every(HOUR)
+        async def send(self) -> None:
+            self.sent += 1
+            if self.sent % 2 == 0:
+                raise ConnectionError("mail server refused")
+
+    timeline = Timeline()
+    report = await serve_for(Supervisor([Report()], leak_check=False), DAY, timeline)
+    assert report.exit_code == 0 and report.counts["report"].restarts >= 10
+    assert not timeline.kinds("ServiceEscalated")
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
