@@ -99,9 +99,9 @@ class HealthAlert(Event):
 
 @dataclass(frozen=True)
 class HealthRestored(Event):
-    """The incident is over: a check passed after the grace period."""
+    """The incident is over: the checks passed for the stable period after the grace period."""
 
-    recoveries: int = 0
+    recoveries: int = 0  # recoveries during the incident that ended
 
 
 @dataclass(frozen=True)
