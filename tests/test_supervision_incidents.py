@@ -229,6 +229,29 @@ async def test_a_run_that_fails_two_hours_after_each_restart_never_escalates() -
     assert all(e.to_dict()["delay"] <= 0.5 for e in timeline.kinds("ServiceRestarting"))
 
 
+async def test_a_recovery_by_restart_whose_start_fails_escalates_at_once() -> None:
+    class Store(Service):
+        check_interval = 1.0
+        grace_period = 0.0
+        starts = 0
+
+        async def start(self) -> None:
+            self.starts += 1
+            if self.starts > 1:
+                raise ConnectionRefusedError("the disk is gone")
+
+        async def check(self) -> bool:
+            return False
+
+    svc = Store()
+    timeline = Timeline()
+    report = await serve_for(Supervisor([svc], leak_check=False), DAY, timeline)
+    assert svc.starts == 2 and report.exit_code == 3
+    [escalated] = timeline.kinds("ServiceEscalated")
+    assert "restart to recover 'store' error: ConnectionRefusedError: the disk is gone" in (
+        escalated.to_dict()["reason"])
+
+
 async def test_an_hourly_loop_whose_body_always_fails_escalates() -> None:
     class Report(Service):
         @every(HOUR)
