@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import os
 import sys
 import traceback
@@ -129,6 +130,38 @@ class Result:
     error: BaseException | None = None
     stack: str | None = None
     value: Any = None
+    interrupted: bool = False  # cut short by a shutdown request, not by its own deadline
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The one end time every step of a close is capped by.
+
+    ``end`` is when the budget runs out: no step may *begin* waiting past it. Cancelling a
+    step takes a moment to finish, so the cancellation grace (at most ``ABANDON_GRACE``)
+    may run past ``end``, but never past ``end + ABANDON_GRACE``: a chain of a hundred
+    hung services costs that grace once, not once per service.
+    """
+
+    end: float
+
+    def remaining(self) -> float:
+        """Seconds of budget left (negative once it is spent)."""
+        return self.end - now()
+
+    def grace_after(self, wait: float) -> float:
+        """The cancellation grace for a step that first waits ``wait`` seconds."""
+        if math.isinf(self.end):
+            return ABANDON_GRACE
+        return max(0.0, min(ABANDON_GRACE, self.end + ABANDON_GRACE - now() - max(wait, 0.0)))
+
+    def hard_remaining(self) -> float:
+        """Seconds until even the last cancellation grace is over."""
+        return self.end + ABANDON_GRACE - now()
+
+
+#: No budget at all (a restart's stop: each stage bounded by its own deadline only).
+UNBOUNDED: Final = Deadline(math.inf)
 
 
 class Job:
@@ -230,8 +263,9 @@ class Jobs:
             if not job.done.is_set():
                 self.abandoned = [j for j in self.abandoned if not j.done.is_set()]
                 self.abandoned.append(job)
-                return Result(ABANDONED, elapsed, job.error, stack)
-            return Result(CANCELLED if job.interrupted else TIMEOUT, elapsed, job.error, stack)
+                return Result(ABANDONED, elapsed, job.error, stack, interrupted=job.interrupted)
+            return Result(CANCELLED if job.interrupted else TIMEOUT, elapsed, job.error, stack,
+                          interrupted=job.interrupted)
         except BaseException:
             job.cancel()  # the waiter itself was cancelled: take the job down with it
             raise

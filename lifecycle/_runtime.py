@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import math
 import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -12,7 +11,20 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._bounded import ABANDON_GRACE, ABANDONED, ERROR, OK, SKIPPED, TIMEOUT, Jobs, Result, now, unwrap
+from ._bounded import (
+    ABANDON_GRACE,
+    ABANDONED,
+    ERROR,
+    OK,
+    SKIPPED,
+    TIMEOUT,
+    UNBOUNDED,
+    Deadline,
+    Jobs,
+    Result,
+    now,
+    unwrap,
+)
 from ._context import current_service
 from ._monitor import Monitor, has_check
 from ._work import OwnedThreads, WorkHost, thread_stacks
@@ -24,6 +36,10 @@ from .report import Attempt, LifecycleReport, RestartRecord, StageRecord, StartR
 from .service import Service, ServiceState
 
 log = logging.getLogger("lifecycle")
+
+#: Exceptions that ask the process to exit. Raised inside a service's tasks they end that
+#: service like a failure (never restarted); the supervisor still closes and reports.
+EXIT_REQUESTS = (SystemExit, KeyboardInterrupt)
 
 
 class Core(Protocol):
@@ -101,6 +117,9 @@ class ServiceRuntime:
         self.core.request_shutdown(reason)
 
     def _task_failed(self, where: str, exc: BaseException) -> None:
+        if isinstance(unwrap(exc), EXIT_REQUESTS) and not where.startswith("thread "):
+            self._fail(where, unwrap(exc), f"raised {type(unwrap(exc)).__name__}")
+            return
         self.core.record_failure(self.name, where, exc)
 
     # ----- start ----------------------------------------------------------------------
@@ -160,6 +179,9 @@ class ServiceRuntime:
         if res.outcome == TIMEOUT:
             return f"{what} did not finish within {deadline:g}s"
         if res.outcome == ABANDONED:
+            if res.interrupted:
+                return (f"{what} ignored cancellation when the shutdown interrupted it after "
+                        f"{res.elapsed:.2f}s")
             return f"{what} ignored cancellation after its {deadline:g}s deadline"
         if res.outcome == OK:
             return None
@@ -200,9 +222,14 @@ class ServiceRuntime:
                 done[0] = 0
             try:
                 await body()
-            except Exception as exc:
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:  # SystemExit too: it ends the service, not the loop
                 failed = True
                 error: BaseException = unwrap(exc)
+            if failed and isinstance(error, EXIT_REQUESTS) and not svc.shutting_down:
+                self._fail(where, error, f"raised {type(error).__name__}: not restarted")
+                return
             if svc.shutting_down:
                 if failed:
                     self.core.record_failure(self.name, where, error, "shutting down")
@@ -279,7 +306,7 @@ class ServiceRuntime:
         svc = self.active
         svc._announce_stop()
         self.threads.announce()
-        stops = await self.close(lambda: math.inf, lambda: self.core.shutdown_requested)
+        stops = await self.close(UNBOUNDED, lambda: self.core.shutdown_requested)
         self.stopped_for_restart = True
         bad = [r for r in stops.values() if not r.clean]
         if self.core.shutdown_requested:
@@ -311,45 +338,55 @@ class ServiceRuntime:
         self.active._announce_stop()
         self.threads.announce()
 
-    async def close(self, remaining: Callable[[], float],
-                    forced: Callable[[], bool]) -> dict[str, StageRecord]:
-        """Wind down owned work, then run each stop stage under its own deadline."""
+    async def close(self, deadline: Deadline, forced: Callable[[], bool]) -> dict[str, StageRecord]:
+        """Wind down owned work, then run each stop stage; every wait capped by ``deadline``.
+
+        What finds no budget left is recorded ``skipped`` (stages) or cancelled without a
+        wait (tasks), named, never waited for.
+        """
         svc = self.active
         if svc.state != ServiceState.FAILED:
             svc.state = ServiceState.STOPPING
         stages = svc.stages()
         began = now()
         records: dict[str, StageRecord] = {}
-        if self.host is not None:
-            host, self.host = self.host, None
+        host = self.host
+        if host is not None:  # stays reachable for a forced shutdown until it is closed
             first = stages[0].timeout
-            res = await host.close(min(first, max(remaining(), 0.0)), ABANDON_GRACE)
+            wait = min(first, max(deadline.remaining(), 0.0))
+            res = await host.close(wait, deadline.grace_after(wait))
+            self.host = None
             if host.spawned or res.outcome != OK:
-                records["tasks"] = self._record("tasks", first, res)
+                why = None
+                if wait <= 0 and res.outcome != OK and not forced():
+                    why = (f"{self.core.describe(res.error)} (cancelled at once: no time left in "
+                           "the shutdown budget)")
+                records["tasks"] = self._record("tasks", first, res, why)
         for stage in stages:
-            budget = remaining()
+            budget = deadline.remaining()
             if self.stopped_for_restart:
                 records[stage.name] = self._record(stage.name, stage.timeout, Result(OK, 0.0),
                                                    "already stopped for a restart that did not finish")
                 continue
             if forced() or budget <= 0:
-                why = "forced shutdown" if forced() else "shutdown budget exhausted"
+                why = "forced shutdown" if forced() else "no time left in the shutdown budget"
                 records[stage.name] = self._record(stage.name, stage.timeout, Result(SKIPPED, 0.0),
                                                    why)
                 continue
-            deadline = min(stage.timeout, budget)
+            wait = min(stage.timeout, budget)
             method = getattr(svc, stage.name)
             if getattr(method, "__func__", None) is Service.stop:
                 res = Result(OK, 0.0)  # the inherited no-op: nothing to run or bound
             else:
-                res = await self.core.jobs.run(method, deadline=deadline, context=self.context,
-                                               label=f"{self.name}.{stage.name}")
+                res = await self.core.jobs.run(method, deadline=wait, context=self.context,
+                                               label=f"{self.name}.{stage.name}",
+                                               grace=deadline.grace_after(wait))
             records[stage.name] = self._record(stage.name, stage.timeout, res,
-                                               self._explain(res, f"{stage.name}()", deadline))
+                                               self._explain(res, f"{stage.name}()", wait))
         if self.threads.items:
             own_end = began + sum(s.timeout for s in stages)
             t0 = now()
-            alive = await self.threads.join(min(own_end - t0, remaining()), forced)
+            alive = await self.threads.join(min(own_end - t0, deadline.remaining()), forced)
             res = Result(ABANDONED if alive else OK, now() - t0,
                          stack=thread_stacks(alive) if alive else None)
             why = f"{len(alive)} thread(s) would not end: " + ", ".join(t.name for t in alive)

@@ -80,7 +80,9 @@ class WorkHost:
             coro = fn(*args)
             self._running[key] = (name, coro)
             await coro
-        except Exception as exc:  # recorded by the owner, never lost
+        except anyio.get_cancelled_exc_class():
+            raise
+        except BaseException as exc:  # SystemExit too: recorded by the owner, never lost
             self._on_error(name, exc)
         finally:
             del self._running[key]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .errors import ConfigError
 from .service import Service, validate_service
-from .stage import check_timeout
+from .stage import Stage, check_timeout
 
 
 def validate(services: Sequence[Service], shutdown_timeout: float,
@@ -21,10 +21,16 @@ def validate(services: Sequence[Service], shutdown_timeout: float,
         raise ConfigError(f"Supervisor drain_delay={drain_delay:g} s leaves nothing of "
                           f"shutdown_timeout={shutdown_timeout:g} s for stopping services")
     by_name: dict[str, Service] = {}
+    seen: dict[int, str] = {}  # id(instance) -> where it was listed first
     for index, service in enumerate(services):
         if not isinstance(service, Service):
             raise ConfigError(f"services[{index}] is {service!r}, not a Service instance")
         validate_service(service)
+        for member, where in _members(service, index):
+            if id(member) in seen:
+                raise ConfigError(f"{member!r} is listed twice ({seen[id(member)]} and {where}): "
+                                  "one instance can be only one service")
+            seen[id(member)] = where
         if service.name in by_name:
             raise ConfigError(f"two services are named {service.name!r}: names must be unique "
                               f"({by_name[service.name]!r} and {service!r})")
@@ -34,16 +40,58 @@ def validate(services: Sequence[Service], shutdown_timeout: float,
             if dep not in by_name:
                 raise ConfigError(f"service {service.name!r} depends on {dep!r}, which is not in "
                                   f"this supervisor (known: {', '.join(sorted(by_name))})")
-        total = sum(stage.timeout for stage in service.stages())
-        if total > shutdown_timeout:
-            raise ConfigError(f"service {service.name!r}: stop stages add up to {total:g} s, more "
-                              f"than shutdown_timeout={shutdown_timeout:g} s")
+    fitted = {id(m): (m, fit_stages(m, shutdown_timeout, service.name))
+              for service in services for m, _ in _members(service, 0)}
     cycle = find_cycle(by_name)
     if cycle:
         error = ConfigError("dependency cycle: " + " -> ".join(cycle))
         error.cycle = cycle
         raise error
+    for member, stages in fitted.values():  # only once everything is known to be valid
+        member._fitted_stages = stages
     return by_name
+
+
+def _members(service: Service, index: int) -> list[tuple[Service, str]]:
+    """The instances a listed service consists of: itself, or a Fallback and its candidates."""
+    where = f"services[{index}]"
+    if not getattr(service, "_is_chain", False):
+        return [(service, where)]
+    return [(service, where)] + [(c, f"a candidate of Fallback {service.name!r}")
+                                 for c in getattr(service, "candidates", ())]
+
+
+def fit_stages(service: Service, budget: float, listed_as: str | None = None) -> tuple[Stage, ...] | None:
+    """The stages ``service`` gets within ``budget`` seconds (None for a Fallback).
+
+    The inherited no-op ``stop()`` reserves nothing (unless ``stop_timeout`` was set: then
+    it is the time the service's tasks get). Explicit
+    deadlines must fit (else ``ConfigError`` naming the service); default ones
+    (``Stage(..., default=True)``, and ``Service.stop_timeout`` when not set) shrink in
+    proportion to fit what the explicit ones leave.
+    """
+    if getattr(service, "_is_chain", False):
+        return None
+    declared = service._declared_stages()
+    work = [s for s in declared if service.does_work(s) or not s.default]
+    explicit = sum(s.timeout for s in work if not s.default)
+    defaults = sum(s.timeout for s in work if s.default)
+    who = f"service {service.name!r}"
+    if listed_as is not None and listed_as != service.name:
+        who = f"service {listed_as!r} (candidate {service.name!r})"
+    if explicit > budget:
+        raise ConfigError(f"{who}: stop stages add up to {explicit:g} s, more than "
+                          f"shutdown_timeout={budget:g} s")
+    room = budget - explicit
+    if defaults and room <= 0:
+        raise ConfigError(f"{who}: its explicit stop stages take the whole shutdown_timeout="
+                          f"{budget:g} s, leaving nothing for its default stages")
+    scale = min(1.0, room / defaults) if defaults else 1.0
+    return tuple(
+        Stage(s.name, s.timeout * scale, default=True) if s.default and s in work and scale < 1
+        else Stage(s.name, min(s.timeout, budget), default=s.default) if s not in work
+        else s
+        for s in declared)
 
 
 def find_cycle(by_name: dict[str, Service]) -> list[str] | None:

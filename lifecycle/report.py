@@ -174,6 +174,8 @@ class LifecycleReport:
     service_failed: bool = False
     restart_requested: str | None = None  # why (a Fallback's preferred candidate is back)
     forced_by: int | None = None
+    #: ``serve()``/``async with`` was cancelled by its caller before startup completed
+    startup_cancelled: bool = False
     startup_elapsed: float = 0.0
     shutdown_began: float = 0.0  # seconds since the supervisor began
     shutdown_elapsed: float = 0.0
@@ -205,8 +207,9 @@ class LifecycleReport:
     def startup_failed(self) -> bool:
         """A required start failed. A start cancelled or skipped because shutdown was asked
         for (a signal during startup) is not a failure."""
-        return any(r.outcome in (ERROR, TIMEOUT, ABANDONED) and not r.optional
-                   for r in self.startup.values())
+        return self.startup_cancelled or any(
+            r.outcome in (ERROR, TIMEOUT, ABANDONED) and not r.optional
+            for r in self.startup.values())
 
     @property
     def degraded(self) -> dict[str, str]:
@@ -255,6 +258,7 @@ class LifecycleReport:
             "forced_by": self.forced_by,
             "restart_requested": self.restart_requested,
             "degraded": self.degraded,
+            "startup_cancelled": self.startup_cancelled,
             "startup_elapsed": self.startup_elapsed,
             "shutdown_began": self.shutdown_began,
             "shutdown_elapsed": self.shutdown_elapsed,
@@ -284,6 +288,8 @@ class LifecycleReport:
         for service, winner in self.degraded.items():
             lines.append(f"degraded: {service} ran on {winner}, not its preferred "
                          f"{self.startup[service].attempts[0].candidate}")
+        if self.startup_cancelled:
+            lines.append("startup was cancelled by the caller before it completed")
         lines.append(f"\nstartup ({self.startup_elapsed:.2f} s)")
         rows: list[tuple[str, ...]] = [("service", "outcome", "elapsed", "deadline", "detail")]
         for rec in self.startup.values():

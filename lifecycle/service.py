@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import inspect
 import logging
 import re
 import threading
@@ -65,6 +66,8 @@ class Service:
     grace_period: float = 10.0
     cooldown: float = 30.0
 
+    #: The stages after fitting them into a supervisor's budget (set by its validation).
+    _fitted_stages: tuple[Stage, ...] | None = None
     _loops: ClassVar[dict[str, LoopSpec]] = {}
     #: True for Fallback: its candidates carry the stages, loops and run() that get used.
     _is_chain: ClassVar[bool] = False
@@ -130,10 +133,25 @@ class Service:
 
     # ----- declarations the supervisor reads -------------------------------------------
     def stages(self) -> tuple[Stage, ...]:
-        """The close plan of this service: its ``stop_stages``, or one ``stop`` stage."""
+        """The close plan of this service: its ``stop_stages``, or one ``stop`` stage, with
+        default deadlines shrunk to fit the supervisor's budget (see :func:`fit_stages`)."""
+        fitted = self._fitted_stages
+        return fitted if fitted is not None else self._declared_stages()
+
+    def _declared_stages(self) -> tuple[Stage, ...]:
         if self.stop_stages is not None:
             return tuple(self.stop_stages)
-        return (Stage("stop", self.stop_timeout),)
+        return (Stage("stop", self.stop_timeout, default=not self._chose("stop_timeout")),)
+
+    def _chose(self, attr: str) -> bool:
+        """Whether ``attr`` was set for this service (constructor or subclass), not inherited
+        from ``Service`` itself."""
+        return attr in vars(self) or any(attr in vars(k) for k in type(self).__mro__
+                                         if k is not Service and k is not object)
+
+    def does_work(self, stage: Stage) -> bool:
+        """False for the inherited no-op ``stop()``: it reserves no time of the budget."""
+        return not (stage.name == "stop" and type(self).stop is Service.stop)
 
     @property
     def has_run(self) -> bool:
@@ -276,12 +294,16 @@ def check_kind(found: Service, kind: Kind[Service] | None, asked: str) -> Servic
         return found
     raise TypeError(f"{asked} as a {kind.__name__}, but it is {found.name!r}, a "
                     f"{type(found).__name__}")
+HOOKS = ("start", "run", "stop", "check")
 
 
 def validate_service(service: Service) -> None:
     """Raise ConfigError naming ``service`` for anything wrong with its declarations."""
     from .stage import check_timeout
 
+    if not hasattr(service, "_stopping"):
+        raise ConfigError(f"{type(service).__name__} {getattr(service, 'name', '')!r}: its "
+                          "__init__ did not call super().__init__()")
     who = f"service {service.name!r}"
     if not isinstance(service.name, str) or not service.name:
         raise ConfigError(f"{type(service).__name__} has an empty name")
@@ -303,7 +325,11 @@ def validate_service(service: Service) -> None:
         for candidate in getattr(service, "candidates", ()):
             validate_service(candidate)
         return
-    stages = service.stages()
+    for hook in HOOKS:
+        _require_async(service, hook, f"{who}: {hook}()")
+    for attr in service.loops:
+        _require_async(service, attr, f"{who}: @every method {attr}()")
+    stages = service._declared_stages()
     if not stages:
         raise ConfigError(f"{who} has no stop stages")
     seen: set[str] = set()
@@ -313,5 +339,16 @@ def validate_service(service: Service) -> None:
         if stage.name in seen:
             raise ConfigError(f"{who}: stage {stage.name!r} appears twice")
         seen.add(stage.name)
+        if stage.name != "stop" and hasattr(Service, stage.name):
+            raise ConfigError(f"{who}: stage {stage.name!r} is named after Service.{stage.name}, "
+                              "which is not a stop stage; give the stage's method another name")
         if not callable(getattr(service, stage.name, None)):
             raise ConfigError(f"{who}: stage {stage.name!r} has no method {stage.name}()")
+        _require_async(service, stage.name, f"{who}: stage method {stage.name}()")
+
+
+def _require_async(service: Service, attr: str, what: str) -> None:
+    fn = getattr(service, attr, None)
+    if fn is not None and not inspect.iscoroutinefunction(fn):
+        raise ConfigError(f"{what} must be an async def (it is {type(fn).__name__} "
+                          f"{getattr(fn, '__qualname__', fn)!r})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
@@ -26,10 +26,15 @@ class Stage:
 
     A stage that overruns is cancelled (then abandoned if it ignores cancellation) and the
     next stage still runs: a flush that hangs must not prevent the close.
+
+    ``default=True`` marks a deadline nobody chose (a library's default): when a service's
+    stages do not fit in the supervisor's ``shutdown_timeout``, default deadlines shrink to
+    fit, where an explicit one that does not fit is a ``ConfigError``.
     """
 
     name: str
     timeout: float
+    default: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

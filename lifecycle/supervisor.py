@@ -20,7 +20,7 @@ import anyio.lowlevel
 from anyio import RunFinishedError
 
 from . import redact
-from ._bounded import OK, SKIPPED, Jobs, now, unwrap
+from ._bounded import CANCELLED, OK, SKIPPED, Deadline, Jobs, now, unwrap
 from ._runtime import ServiceRuntime
 from .errors import ConfigError, StartupError
 from .events import (
@@ -56,6 +56,14 @@ class SupervisorState(str, enum.Enum):
     STOPPED = "stopped"
 
 
+def _check_leak_option(value: object) -> None:
+    from .leaks import LeakCheck
+
+    if value is not True and value is not False and value is not None \
+            and not isinstance(value, LeakCheck):
+        raise ConfigError(f"Supervisor leak_check must be True, False or a LeakCheck, got {value!r}")
+
+
 class Supervisor:
     """Owns a set of services: validated at construction, started, served, closed, reported.
 
@@ -67,6 +75,7 @@ class Supervisor:
                  drain_delay: float = 0.0, leak_check: Any = True, name: str = "app",
                  log_report: bool = True) -> None:
         self.services = list(services)
+        _check_leak_option(leak_check)
         self._by_name = validate(self.services, shutdown_timeout, drain_delay)
         self._dependents = dependents(self._by_name)
         self.shutdown_timeout = float(shutdown_timeout)
@@ -239,7 +248,13 @@ class Supervisor:
         return self.report
 
     async def __aenter__(self) -> Supervisor:
-        if not await self._start():
+        try:
+            started = await self._start()
+        except BaseException:  # cancelled (or worse) mid-startup: roll back all the same
+            with anyio.CancelScope(shield=True):
+                await self._close()
+            raise
+        if not started:
             with anyio.CancelScope(shield=True):
                 await self._close()
             failed = [r.service for r in self.report.startup.values()
@@ -329,14 +344,20 @@ class Supervisor:
         awaited = {dep for svc in self._by_name.values() for dep in svc.depends_on}
         done = {name: anyio.Event() for name in awaited}  # only what someone waits for
         records: dict[str, StartRecord] = {}
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._interrupt_starts_on_request)
-            async with anyio.create_task_group() as starters:
-                for rt in self._runtimes.values():
-                    starters.start_soon(self._start_one, rt, done, records)
-            tg.cancel_scope.cancel()
-        self.report.startup = {name: records[name] for name in self._runtimes}
-        self.report.startup_elapsed = now() - began
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._interrupt_starts_on_request)
+                async with anyio.create_task_group() as starters:
+                    for rt in self._runtimes.values():
+                        starters.start_soon(self._start_one, rt, done, records)
+                tg.cancel_scope.cancel()
+        except BaseException:
+            await self._startup_cancelled(records)
+            raise
+        finally:
+            self.report.startup = {name: records[name] for name in self._runtimes
+                                   if name in records}
+            self.report.startup_elapsed = now() - began
         if self.shutdown_requested or self.report.startup_failed:
             if not self.shutdown_requested:
                 self.request_shutdown("startup failed")
@@ -348,6 +369,25 @@ class Supervisor:
         self.state = SupervisorState.RUNNING
         self.emit(AllStarted(None, elapsed=self.report.startup_elapsed))
         return True
+
+    async def _startup_cancelled(self, records: dict[str, StartRecord]) -> None:
+        """The caller cancelled us mid-startup: record every start that never finished, and
+        cancel what the ones in flight spawned (the close then stops what had started)."""
+        self.report.startup_cancelled = True
+        self.request_shutdown("cancelled during startup")
+        for rt in self._runtimes.values():
+            if rt.name in records:
+                continue
+            in_flight = rt.declared.state == ServiceState.STARTING or rt.active.state == ServiceState.STARTING
+            records[rt.name] = StartRecord(
+                rt.name, CANCELLED if in_flight else SKIPPED, 0.0, rt.declared.start_timeout,
+                optional=rt.declared.optional, began=now() - self.origin,
+                error="the supervisor was cancelled during startup" if in_flight
+                else "startup was cancelled")
+            if in_flight and not rt.started:
+                rt.active.state = rt.declared.state = ServiceState.FAILED
+                with anyio.CancelScope(shield=True):
+                    await rt._discard(rt.active)
 
     async def _interrupt_starts_on_request(self) -> None:
         assert self._requested is not None
@@ -387,19 +427,32 @@ class Supervisor:
                 done[rt.name].set()
 
     async def _close(self) -> None:
-        """The cascading close: announce, stop in reverse dependency order, check leaks, report."""
+        """The cascading close: announce, stop in reverse dependency order, check leaks, report.
+
+        One deadline (``shutdown_timeout`` from now) caps every wait in it, and every user
+        hook is guarded: whatever a service does, the close ends, in time, with a report.
+        """
         if self._closed or self._requested is None:
             return
         self._closed = True
+        was_ready = self.state == SupervisorState.RUNNING  # only a ready app has traffic to drain
         self.state = SupervisorState.STOPPING
         began = now()
-        end = began + self.shutdown_timeout
+        deadline = Deadline(began + self.shutdown_timeout)
         self.report.shutdown_began = began - self.origin
         self.request_shutdown("closing")
+        try:
+            await self._stop_all(deadline, was_ready)
+        finally:
+            await self._finish_leak_check(deadline)
+            self.report.shutdown_elapsed = now() - began
+            self.state = SupervisorState.STOPPED
+            level = logging.INFO if self.report.ok else logging.WARNING
+            if self._log_report and log.isEnabledFor(level):
+                log.log(level, "%s", self.report.format())
+            self.emit(Stopped(None, exit_code=int(self.report.exit_code), ok=self.report.ok))
 
-        def remaining() -> float:
-            return end - now()
-
+    async def _stop_all(self, deadline: Deadline, was_ready: bool) -> None:
         for rt in self._runtimes.values():
             rt.announce()
         async with anyio.create_task_group() as tg:
@@ -407,35 +460,34 @@ class Supervisor:
                 if rt._monitor_host is not None:
                     tg.start_soon(rt.close_monitor)
         assert self._forced is not None
-        if self.drain_delay and any(rt.started for rt in self._runtimes.values()):
+        if self.drain_delay and was_ready:
             self._draining = True
-            with anyio.move_on_after(min(self.drain_delay, max(remaining(), 0.0))):
+            with anyio.move_on_after(min(self.drain_delay, max(deadline.remaining(), 0.0))):
                 await self._forced.wait()
             self._draining = False
         started = [rt for rt in self._runtimes.values() if rt.started]
         stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
         async with anyio.create_task_group() as tg:
             for rt in started:
-                tg.start_soon(self._close_one, rt, stopped, remaining)
-        details = {rt.name: rt.active.report_details() for rt in started}
-        self.report.details = {name: facts for name, facts in details.items() if facts}
-        await self._finish_leak_check(remaining())
-        self.report.shutdown_elapsed = now() - began
-        self.state = SupervisorState.STOPPED
-        level = logging.INFO if self.report.ok else logging.WARNING
-        if self._log_report and log.isEnabledFor(level):
-            log.log(level, "%s", self.report.format())
-        self.emit(Stopped(None, exit_code=int(self.report.exit_code), ok=self.report.ok))
+                tg.start_soon(self._close_one, rt, stopped, deadline)
+        for rt in started:
+            try:
+                facts = rt.active.report_details()
+            except Exception as exc:  # a user hook: recorded, and the close goes on
+                self.record_failure(rt.name, "report_details()", exc, "details left out")
+                continue
+            if facts:
+                self.report.details[rt.name] = facts
 
     async def _close_one(self, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
-                         remaining: Callable[[], float]) -> None:
+                         deadline: Deadline) -> None:
         try:
-            for dependent in self._dependents[rt.name]:
-                if dependent in stopped and not stopped[dependent].is_set():
-                    await stopped[dependent].wait()  # bounded: every stage has a deadline
+            with anyio.move_on_after(max(deadline.hard_remaining(), 0.0)):
+                for dependent in self._dependents[rt.name]:
+                    if dependent in stopped and not stopped[dependent].is_set():
+                        await stopped[dependent].wait()
             assert self._forced is not None
-            forced = self._forced
-            records = await rt.close(remaining, forced.is_set)
+            records = await rt.close(deadline, self._forced.is_set)
             self.report.shutdown[rt.name] = records
             self.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values())))
         finally:
@@ -451,11 +503,16 @@ class Supervisor:
         check.begin()
         self._leaks = check
 
-    async def _finish_leak_check(self, remaining: float) -> None:
+    async def _finish_leak_check(self, deadline: Deadline) -> None:
         if self._leaks is None:
             return
-        settle = min(float(self._leaks.settle), max(remaining, 0.1), 1.0)
+        left = 0.0 if self._forced is not None and self._forced.is_set() else deadline.hard_remaining()
+        settle = min(float(self._leaks.settle), max(left, 0.0), 1.0)
         if not math.isfinite(settle):
-            settle = 0.1
-        leaks = await self._leaks.finish(settle=settle)
+            settle = 0.0
+        try:
+            leaks = await self._leaks.finish(settle=settle)
+        except Exception as exc:  # a user-supplied LeakCheck: recorded, never fatal to the close
+            self.record_failure(self.name, "leak check", exc)
+            return
         self.report.leaks = leaks.redact(self._secrets) if self._secrets else leaks

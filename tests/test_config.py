@@ -36,7 +36,7 @@ class Staged(Service):
     ([A(name="a", stop_timeout=30)], {}, "service 'a': stop stages add up to 30 s"),
     (["not a service"], {}, r"services\[0\] is 'not a service'"),
     ([Fallback("db", A(name="p"), Staged(name="big"))], {"shutdown_timeout": 15.0},
-     "service 'db': stop stages add up to 20 s"),
+     r"service 'db' \(candidate 'big'\): stop stages add up to 20 s"),
 ])
 def test_config_errors_name_the_offender(services: list[Service], kwargs: dict[str, float],
                                          match: str) -> None:
