@@ -63,7 +63,13 @@ def _still_in(stack: tuple[StackFrame, ...]) -> str | None:
     return stack[0].qualified if stack else None  # e.g. Event.wait as the thread's target
 
 
+#: ``created_at`` of a task the supervisor started for a service.
+BY_SUPERVISOR = "the supervisor (run(), a loop, a hook or spawn())"
+
+
 def _origin_text(owner: str | None, created_at: str | None) -> str:
+    if created_at == BY_SUPERVISOR:
+        return f"started by {BY_SUPERVISOR}" + (f" for service `{owner}`" if owner else "")
     by = f" by service `{owner}`" if owner else ""
     at = f" at {created_at}" if created_at else " (origin unknown: started outside any check)"
     return f"started{by}{at}"
@@ -278,6 +284,8 @@ def _sites(sites: Iterable[hook.Site]) -> tuple[StackFrame, ...]:
 def _where(origin: Origin | None) -> tuple[str | None, tuple[StackFrame, ...]]:
     if origin is None:
         return None, ()
+    if origin.site == hook.SUPERVISOR_SITE:
+        return BY_SUPERVISOR, ()
     at = f"{display_path(origin.site[0])}:{origin.site[1]}" if origin.site else None
     return at, _sites(origin.stack)
 

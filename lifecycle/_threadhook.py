@@ -186,13 +186,20 @@ _INTERNAL_CODE = frozenset(
     for name in ("_bounded.py", "_work.py", "_runtime.py", "supervisor.py", "_monitor.py"))
 
 
+#: The site of a task the supervisor itself started (a service's run(), loop, hook or
+#: spawn() task): its origin is known, it is just not a line of the user's.
+SUPERVISOR_SITE: Site = ("<lifecycle supervisor>", 0, "supervisor")
+
+
 def capture_origin(owner: str | None, coro: Any = None) -> Origin:
     """Origin of something created by the caller's caller (used for tasks)."""
     owner = owner if owner is not None else _owner_now()
     code = getattr(coro, "cr_code", None)
     if code is not None and code.co_filename in _INTERNAL_CODE:
-        return Origin(owner, None, ())
+        return Origin(owner, SUPERVISOR_SITE, ())
     site, stack = capture(sys._getframe(2), _INTERNAL_CODE)
+    if site is None and not stack:  # the walk reached the supervisor's own machinery
+        return Origin(owner, SUPERVISOR_SITE, ())
     return Origin(owner, site, stack)
 
 

@@ -85,31 +85,44 @@ class IgnoreFunction:
 class IgnoreIdle:
     """Ignore a pool worker thread while it is parked waiting for work.
 
-    Matches a thread named like ``name`` (glob) whose innermost frame, past threading and
-    queue internals, is ``function`` (a code name) of ``module``.
+    Matches a thread named like ``name`` (glob) whose innermost frame, past ``threading``
+    internals, is ``function`` (a code name) of ``module``. With ``waiting_in`` (a frame's
+    ``module.qualname``, e.g. ``"queue.Queue.get"``) that innermost frame must be this
+    wait, called directly from ``function``: a worker that is *busy* (running a blocking
+    call from the same function) is then told from an idle one by what it waits in.
     """
 
     name: str
     module: str
     function: str
+    waiting_in: str = ""
+
+    def names(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.name)
 
     def matches(self, name: str, frames: list[FrameType]) -> bool:
-        if not fnmatch.fnmatchcase(name, self.name):
+        if not self.names(name):
             return False
-        for frame in reversed(frames):
-            module = frame.f_globals.get("__name__")
-            if module in ("threading", "queue"):
-                continue
-            return module == self.module and frame.f_code.co_name == self.function
-        return False
+        inner = [f for f in frames if f.f_globals.get("__name__") != "threading"]
+        if self.waiting_in:
+            if len(inner) < 2 or _frame_names(inner[-1])[3] != self.waiting_in:
+                return False
+            inner = inner[:-1]
+        if not inner:
+            return False
+        top = inner[-1]
+        return top.f_globals.get("__name__") == self.module and top.f_code.co_name == self.function
 
 
 IgnoreRule = IgnoreName | IgnoreFunction | IgnoreIdle
 
 DEFAULT_IGNORE: tuple[IgnoreRule, ...] = (
-    IgnoreIdle("AnyIO worker thread", "anyio._backends._asyncio", "run"),
+    IgnoreIdle("AnyIO worker thread", "anyio._backends._asyncio", "run", "queue.Queue.get"),
     IgnoreIdle("asyncio_*", "concurrent.futures.thread", "_worker"),  # default executor
     IgnoreIdle("Trio thread *", "trio._core._thread_cache", "_work"),
+    # trio's I/O wait when it runs as a guest (``Supervisor.run(backend="trio")``)
+    IgnoreIdle("Trio thread *", "trio._core._io_epoll", "get_events"),
+    IgnoreIdle("Trio thread *", "trio._core._io_kqueue", "get_events"),
 )
 """Idle workers of anyio's, asyncio's default and trio's thread pools are not leaks."""
 
@@ -222,13 +235,20 @@ class LeakCheck:
             raise RuntimeError("LeakCheck.begin() called twice without finish()")
         self._mark = hook.acquire()
         self._active, self._report = True, None
-        self._threads = set(threading.enumerate())
+        self._threads = self._snapshot_threads()
         backend = taskhook.async_backend() if self._check_tasks else None
         self._backend = backend
         if backend is not None:
             self._tasks = set(taskhook.all_tasks(backend))
             self._hook_key = taskhook.acquire_task_hook(backend)
         return self
+
+    def _snapshot_threads(self) -> set[threading.Thread]:
+        """Threads alive now, less the pool workers (named like an ``IgnoreIdle`` rule): a
+        pool hands them new work, so whether they leak is decided by what they are doing
+        at the end (idle: ignored; busy: reported), not by when they were started."""
+        pools = [r for r in self._stack_rules if isinstance(r, IgnoreIdle)]
+        return {t for t in threading.enumerate() if not any(r.names(t.name) for r in pools)}
 
     def exclude(self, *items: Any) -> None:
         """Never report these threads or tasks: treat them as alive at the snapshot."""

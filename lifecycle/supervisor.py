@@ -21,7 +21,17 @@ from anyio import RunFinishedError
 
 from . import redact
 from ._bounded import CANCELLED, OK, SKIPPED, Deadline, Jobs, now, unwrap
+from ._runner import console_logging, exit_despite, run_asyncio, run_trio, stuck_threads
 from ._runtime import ServiceRuntime
+from ._signals import (
+    FORCE_HINT,
+    HANDLED,
+    HANDLER_CHECK_INTERVAL,
+    HandlerGuard,
+    SignalPolicy,
+    interactive,
+    signal_name,
+)
 from .errors import ConfigError, StartupError
 from .events import (
     AllStarted,
@@ -99,6 +109,8 @@ class Supervisor:
         self._draining = False
         self._closed = False
         self._leaks: Any = None
+        self._signals = SignalPolicy()
+        self._guard: HandlerGuard | None = None
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.name!r} {self.state.value} services={list(self._by_name)}>"
@@ -205,27 +217,35 @@ class Supervisor:
             return
         self.report.reason = reason
         self._early_reason = reason
+        self._signals.shutdown_requested()
         if self._requested is not None:
             self._requested.set()
         self.emit(ShutdownRequested(None, reason=reason))
 
-    def run(self, *, backend: str = "asyncio", handle_signals: bool = True) -> LifecycleReport:
+    def run(self, *, backend: str = "asyncio", handle_signals: bool = True,
+            exit_on_stuck_threads: bool = True) -> LifecycleReport:
         """Blocking entry point for ``main()``: serve until a signal or a shutdown request.
 
-        SIGINT/SIGTERM start a graceful shutdown (also during startup); a second signal
-        cancels everything still running at once. Returns the report; pass
-        ``report.exit_code`` to ``sys.exit``. When the process configured no logging, the
-        lifecycle log (each event, the report) goes to stderr for the run.
-        """
-        from ._runner import console_logging, run_asyncio
+        SIGINT/SIGTERM start a graceful shutdown (also during startup); a second signal, more
+        than ``SIGNAL_REPEAT_WINDOW`` s after the first, cancels everything still running at
+        once. Returns the report; pass ``report.exit_code`` to ``sys.exit``. When the process
+        configured no logging, the lifecycle log (each event, the report) goes to stderr
+        for the run.
 
+        Returns even when abandoned work will not end. Non-daemon threads started during the
+        run and still alive after it would keep the interpreter from exiting: with
+        ``exit_on_stuck_threads`` (the default) the process then exits at interpreter exit
+        with ``report.exit_code`` after ``EXIT_GRACE`` s, naming them in a log line.
+        """
+        if backend not in ("asyncio", "trio"):
+            raise ConfigError(f"Supervisor.run(backend=...) must be 'asyncio' or 'trio', not {backend!r}")
+        before = threading.enumerate()
         main = partial(self.serve, handle_signals=handle_signals)
         with console_logging():  # the report is shown even when logging is not configured
-            if backend == "asyncio":
-                return run_asyncio(main)
-            if backend == "trio":
-                return anyio.run(main, backend="trio")
-        raise ConfigError(f"Supervisor.run(backend=...) must be 'asyncio' or 'trio', not {backend!r}")
+            report = run_asyncio(main) if backend == "asyncio" else run_trio(main)
+        if exit_on_stuck_threads:
+            exit_despite(stuck_threads(before), int(report.exit_code))
+        return report
 
     async def serve(self, *, handle_signals: bool = True) -> LifecycleReport:
         """Start, serve until shutdown is requested, close; return the report. Never raises
@@ -234,6 +254,7 @@ class Supervisor:
             self._prepare()
             if handle_signals and threading.current_thread() is threading.main_thread():
                 await tg.start(self._watch_signals)
+                tg.start_soon(self._guard_handlers)
             notifier = Notifier.from_env()
             if notifier is not None:  # only under systemd (NOTIFY_SOCKET set)
                 await tg.start(notifier.run, self)
@@ -315,13 +336,33 @@ class Supervisor:
         self._runtimes = {name: ServiceRuntime(svc, self) for name, svc in self._by_name.items()}
 
     async def _watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with anyio.open_signal_receiver(*HANDLED) as signals:
+            self._guard = HandlerGuard()
             task_status.started()
             async for signum in signals:
-                if not self.shutdown_requested:
-                    self.request_shutdown(f"signal {signal.Signals(signum).name}")
-                else:
-                    self._force(int(signum))
+                self._on_signal(int(signum))
+
+    async def _guard_handlers(self) -> None:
+        """Libraries may install their own handlers at any time (a server's run()): look."""
+        while True:
+            await anyio.sleep(HANDLER_CHECK_INTERVAL)
+            self._check_handlers()
+
+    def _check_handlers(self) -> None:
+        if self._guard is not None:
+            self._guard.check()
+
+    def _on_signal(self, signum: int) -> None:
+        action = self._signals.classify(signum)
+        if action == "shutdown":
+            if signum == signal.SIGINT and interactive():
+                log.warning(FORCE_HINT)
+            self.request_shutdown(f"signal {signal_name(signum)}")
+        elif action == "repeat":
+            log.info("%s within %.2g s of the shutdown's start ignored: a repeat of the same "
+                     "request, not a second one", signal_name(signum), self._signals.window)
+        else:
+            self._force(signum)
 
     def _force(self, signum: int | None) -> None:
         """Second signal: skip the remaining graceful stages, cancel everything now."""
@@ -410,6 +451,7 @@ class Supervisor:
                 return
             rec = await rt.start()
             records[rt.name] = rec
+            self._check_handlers()  # a start may have installed its own signal handlers
             if rec.outcome == OK:
                 self.emit(ServiceStarted(rt.name, elapsed=rec.elapsed, winner=rec.winner))
                 if rec.degraded:
@@ -441,6 +483,7 @@ class Supervisor:
         deadline = Deadline(began + self.shutdown_timeout)
         self.report.shutdown_began = began - self.origin
         self.request_shutdown("closing")
+        self._check_handlers()
         try:
             await self._stop_all(deadline, was_ready)
         finally:

@@ -83,8 +83,8 @@ async def timed_close(sup: Supervisor) -> float:
 
 async def test_a_chain_of_twenty_hung_services_closes_within_the_budget_plus_one_second() -> None:
     gate = Gate()
-    services = [HungRun(gate, name=f"s{i}", depends_on=(f"s{i - 1}",) if i else ())
-                for i in range(20)]
+    services = [HungRun(gate, name=f"s{i}", depends_on=(f"s{i - 1}",) if i else (),
+                        stop_timeout=0.5) for i in range(20)]
     sup = Supervisor(services, shutdown_timeout=2.0, leak_check=False, log_report=False)
     try:
         elapsed = await timed_close(sup)
@@ -106,7 +106,8 @@ async def test_a_hundred_mixed_hung_services_in_five_chains_close_within_the_bud
         for i in range(20):
             kind = kinds[(chain + i) % 3]
             deps = (f"c{chain}s{i - 1}",) if i else ()
-            services.append(kind(gate, name=f"c{chain}s{i}", depends_on=deps))
+            extra = {} if kind is HungStop else {"stop_timeout": 0.5}
+            services.append(kind(gate, name=f"c{chain}s{i}", depends_on=deps, **extra))
     sup = Supervisor(services, shutdown_timeout=3.0, leak_check=False, log_report=False)
     try:
         elapsed = await timed_close(sup)

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from lifecycle._signals import SIGNAL_REPEAT_WINDOW
+
 APP = Path(__file__).parent / "apps" / "signal_app.py"
 
 
@@ -99,6 +101,7 @@ def test_second_sigint_forces_the_exit_fast(backend: str) -> None:
     app.wait_for("READY")
     app.proc.send_signal(signal.SIGINT)
     app.wait_for("DRAINING")
+    time.sleep(SIGNAL_REPEAT_WINDOW + 0.25)  # a deliberate second request, not a repeat
     app.proc.send_signal(signal.SIGINT)
     code, report, elapsed = app.finish(timeout=15)
     assert elapsed < 3.0, "the second SIGINT did not cut the 20 s drain short"
