@@ -47,6 +47,10 @@ class WriterClosedError(RuntimeError):
     """``write()`` after the writer's stop began: the points were not accepted."""
 
 
+def _stage(name: str, timeout: float | None, default: float) -> Stage:
+    return Stage(name, default, default=True) if timeout is None else Stage(name, timeout)
+
+
 class InfluxWriter(Service):
     """Accepts points without blocking and gets them into InfluxDB, or into the spool.
 
@@ -54,8 +58,8 @@ class InfluxWriter(Service):
     a later run that has a server configured.
     """
 
-    stop_stages = (Stage("accept", 1.0), Stage("flush", 5.0), Stage("spool", 2.0),
-                   Stage("close", 3.0))
+    stop_stages = (Stage("accept", 1.0, default=True), Stage("flush", 5.0, default=True),
+                   Stage("spool", 2.0, default=True), Stage("close", 3.0, default=True))
 
     def __init__(self, url: str | None, token: str | None = None, org: str | None = None,
                  bucket: str | None = None, *,
@@ -68,8 +72,8 @@ class InfluxWriter(Service):
                  breaker_reset: tuple[float, float] = (5.0, 60.0),
                  timeout: float = 10.0, connect_timeout: float = 5.0,
                  spool_max_bytes: int = 256 * 2**20, spool_fsync: Synchronous = "full",
-                 max_in_flight: int = 2, flush_timeout: float = 5.0,
-                 spool_timeout: float = 2.0, close_timeout: float = 3.0,
+                 max_in_flight: int = 2, flush_timeout: float | None = None,
+                 spool_timeout: float | None = None, close_timeout: float | None = None,
                  **service_kwargs: Any) -> None:
         super().__init__(**service_kwargs)
         self.url = url or None
@@ -94,8 +98,10 @@ class InfluxWriter(Service):
         self.timeout = timeout
         self.max_in_flight = max_in_flight
         self.connect_timeout = connect_timeout
-        self.stop_stages = (Stage("accept", 1.0), Stage("flush", flush_timeout),
-                            Stage("spool", spool_timeout), Stage("close", close_timeout))
+        # deadlines not given are defaults: they shrink to fit a smaller shutdown budget
+        self.stop_stages = (Stage("accept", 1.0, default=True),
+                            _stage("flush", flush_timeout, 5.0), _stage("spool", spool_timeout, 2.0),
+                            _stage("close", close_timeout, 3.0))
         self._origin = uuid.uuid4().hex
         path = Path(spool_path) if spool_path is not None else Path("var/spool") / self.name
         self._c = Counters()
@@ -235,7 +241,7 @@ class InfluxWriter(Service):
         """Stage 2: deliver the buffer while the server answers. Ends by itself a little
         before the stage deadline (a stalled server is not an overrun: what is left goes
         to the spool in the next stage)."""
-        budget = max(0.0, self.stop_stages[1].timeout - FLUSH_MARGIN)
+        budget = max(0.0, self.stages()[1].timeout - FLUSH_MARGIN)
         with anyio.move_on_after(budget):
             while self._buf and self._poster is not None and self._deliverer.breaker.allow():
                 batch = self._buf.take(self._deliverer.sizer.current)

@@ -101,11 +101,35 @@ def _members(svc: Service) -> tuple[Service, ...]:
     return tuple(getattr(svc, "candidates", (svc,)))
 
 
+def _reserved(member: Service) -> list[tuple[str, float]]:
+    # the inherited no-op stop() takes no time (unless stop_timeout was set: see fit_stages)
+    return [(s.name, float(s.timeout) if member.does_work(s) or not s.default else 0.0)
+            for s in member.stages()]
+
+
 def _stop_stages(svc: Service) -> list[tuple[str, float]]:
-    stages = [(s.name, float(s.timeout)) for s in svc.stages()]
+    """The close of ``svc`` (a Fallback's: its longest-closing candidate's)."""
+    owner = max(_members(svc), key=lambda m: sum(t for _, t in _reserved(m)))
+    declared = owner.stages()
+    stages = _reserved(owner)
     if any(m.has_run or m.loops for m in _members(svc)):
-        stages.insert(0, ("tasks", stages[0][1]))  # run()/loops get the first stage's time
+        # run()/loops get the first stage's time
+        stages.insert(0, ("tasks", float(declared[0].timeout)))
     return stages
+
+
+def _shrunk(svc: Service, budget: float) -> str | None:
+    """A note when default stage deadlines were shrunk to fit the budget."""
+    changes = []
+    for member in _members(svc):
+        declared = {s.name: s.timeout for s in member._declared_stages()}
+        for stage in member.stages():
+            if stage.timeout < declared.get(stage.name, stage.timeout) and member.does_work(stage):
+                changes.append(f"{stage.name} {declared[stage.name]:g} -> {stage.timeout:.3g} s")
+    if not changes:
+        return None
+    return (f"service {svc.name!r}: default stage deadlines shrunk to fit the {budget:g} s "
+            f"budget: {', '.join(changes)}")
 
 
 def plan_of(sup: Supervisor) -> Plan:
@@ -162,6 +186,7 @@ def plan_of(sup: Supervisor) -> Plan:
     plan = Plan(sup.name, float(sup.shutdown_timeout), float(sup.drain_delay), start, stop,
                 ready[slowest] if slowest else 0.0, path(slowest, ready_via)[::-1],
                 end[final] if final else float(sup.drain_delay), path(final, end_via)[::-1])
+    plan.warnings += [note for svc in by_name.values() if (note := _shrunk(svc, plan.budget))]
     over = [s for s in stop if s.worst_end > plan.budget]
     if over:
         plan.warnings.append(

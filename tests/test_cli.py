@@ -40,8 +40,9 @@ def test_check_prints_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     api = next(line for line in lines if line.split()[:2] == ["1", "api"])
     assert "tasks 2s, drain 2s, flush 5s, close 3s" in api and "0 -> 12s" in api
     db = next(line for line in lines if line.split()[:2] == ["2", "db"])
-    assert "stop 5s" in db and "12 -> 17s" in db  # a chain: its longest candidate close
-    assert "worst case: 17 s of the 20 s budget (api -> config)" in out
+    # a chain: its longest candidate close (sqlite's explicit 3 s; postgres' no-op stop is free)
+    assert "stop 3s" in db and "12 -> 15s" in db
+    assert "worst case: 15 s of the 20 s budget (api -> db)" in out
     assert "warnings" not in out
 
 
@@ -59,7 +60,7 @@ def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", f"{APP}:app", "--json", "--drain-delay", "2"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["budget"] == 20.0 and plan["drain_delay"] == 2.0
-    assert plan["worst_close"] == 19.0 and plan["close_path"] == ["api", "config"]
+    assert plan["worst_close"] == 17.0 and plan["close_path"] == ["api", "db"]
     assert [s["service"] for s in plan["stop"]] == ["api", "config", "db"]
     assert plan["stop"][0]["worst_begin"] == 2.0
 
