@@ -9,7 +9,7 @@ import time
 import anyio
 import pytest
 
-from lifecycle import Service, Stage, StartupError, Supervisor
+from lifecycle import Service, Stage, StartupError, Supervisor, every
 from lifecycle import _threadhook as threadhook
 from lifecycle.events import Event
 from lifecycle.supervisor import SupervisorState
@@ -209,7 +209,7 @@ async def test_a_raising_report_details_is_recorded_and_the_close_completes() ->
 
 
 @pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()], ids=["SystemExit", "KeyboardInterrupt"])
-@pytest.mark.parametrize("where", ["run", "spawned task"])
+@pytest.mark.parametrize("where", ["run", "loop", "spawned task"])
 async def test_an_exit_request_inside_a_service_is_its_failure_and_the_close_still_runs(
         exc: BaseException, where: str) -> None:
     flushed = anyio.Event()
@@ -223,6 +223,11 @@ async def test_an_exit_request_inside_a_service_is_its_failure_and_the_close_sti
             if where == "run":
                 await self.boom()
             await self.wait_shutdown()
+
+        @every(0.05)
+        async def tick(self) -> None:
+            if where == "loop":
+                await self.boom()
 
         async def boom(self) -> None:
             await anyio.sleep(0.05)
