@@ -525,10 +525,12 @@ class Supervisor:
     async def _close_one(self, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
                          deadline: Deadline) -> None:
         try:
-            with anyio.move_on_after(max(deadline.hard_remaining(), 0.0)):
-                for dependent in self._dependents[rt.name]:
-                    if dependent in stopped and not stopped[dependent].is_set():
-                        await stopped[dependent].wait()
+            waits = [stopped[d] for d in self._dependents[rt.name]
+                     if d in stopped and not stopped[d].is_set()]
+            if waits:  # (a scope only when there is something to wait for: most have none)
+                with anyio.move_on_after(max(deadline.hard_remaining(), 0.0)):
+                    for event in waits:
+                        await event.wait()
             assert self._forced is not None
             records = await rt.close(deadline, self._forced.is_set)
             self.report.shutdown[rt.name] = records
