@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,37 +13,16 @@ from typing import Any
 import pytest
 
 from lifecycle._signals import FORCE_HINT, SIGNAL_REPEAT_WINDOW
+from tests.test_signals import App as SignalApp
 
 APP = Path(__file__).parent / "apps" / "hardening_app.py"
 
 
-class App:
-    """The app in a subprocess; stdout (progress, log lines, the report) read in a thread."""
+class App(SignalApp):
+    """The app in a subprocess; stdout and stderr (progress, log lines, the report) merged."""
 
     def __init__(self, mode: str, backend: str, stdin: Any = subprocess.DEVNULL) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(APP), mode, backend], stdin=stdin,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, wanted: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(wanted in line for line in self.seen):
-            try:
-                self.seen.append(self.lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
-            except queue.Empty:
-                self.proc.kill()
-                self.proc.wait(5)
-                pytest.fail(f"no {wanted!r} from the app; saw {self.seen}")
+        super().__init__(mode, backend, script=APP, stdin=stdin, merge_stderr=True)
 
     def signal(self, signum: int) -> float:
         self.proc.send_signal(signum)
@@ -74,11 +50,6 @@ class App:
 
     def output(self) -> str:
         return "\n".join(self.seen)
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def test_a_second_signal_reaches_a_run_that_ignores_the_shutdown_event(backend: str) -> None:

@@ -23,10 +23,12 @@ APP = Path(__file__).parent / "apps" / "signal_app.py"
 class App:
     """The app in a subprocess, with its stdout read line by line in a thread."""
 
-    def __init__(self, mode: str, backend: str) -> None:
+    def __init__(self, mode: str, backend: str, *, script: Path = APP, stdin: Any = None,
+                 merge_stderr: bool = False) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, str(APP), mode, backend], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+        stderr = subprocess.STDOUT if merge_stderr else subprocess.PIPE
+        self.proc = subprocess.Popen([sys.executable, str(script), mode, backend], stdin=stdin,
+                                     stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
         self.lines: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -39,7 +41,7 @@ class App:
 
     def wait_for(self, wanted: str, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
-        while wanted not in self.seen:
+        while not any(wanted in line for line in self.seen):
             try:
                 self.seen.append(self.lines.get(timeout=max(deadline - time.monotonic(), 0.01)))
             except queue.Empty:
@@ -65,11 +67,6 @@ class App:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait(5)
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def test_sigterm_gives_a_clean_exit_and_the_report(backend: str) -> None:
