@@ -177,12 +177,12 @@ class ServiceRuntime:
         if res.outcome == ERROR:
             return self.core.describe(res.error)
         if res.outcome == TIMEOUT:
-            return f"{what} did not finish within {deadline:g}s"
+            return f"{what} did not finish within {deadline:.3g}s"
         if res.outcome == ABANDONED:
             if res.interrupted:
                 return (f"{what} ignored cancellation when the shutdown interrupted it after "
                         f"{res.elapsed:.2f}s")
-            return f"{what} ignored cancellation after its {deadline:g}s deadline"
+            return f"{what} ignored cancellation after its {deadline:.3g}s deadline"
         if res.outcome == OK:
             return None
         return self.core.describe(res.error) or f"{what} {res.outcome}"
