@@ -101,17 +101,21 @@ class IgnoreIdle:
         return fnmatch.fnmatchcase(name, self.name)
 
     def matches(self, name: str, frames: list[FrameType]) -> bool:
+        return self.matches_innermost(name, frames[-1] if frames else None)
+
+    def matches_innermost(self, name: str, frame: FrameType | None) -> bool:
+        """:meth:`matches`, walking out from the thread's innermost frame (no stack built:
+        this runs for every pool worker at every check)."""
         if not self.names(name):
             return False
-        inner = [f for f in frames if f.f_globals.get("__name__") != "threading"]
+        while frame is not None and frame.f_globals.get("__name__") == "threading":
+            frame = frame.f_back
         if self.waiting_in:
-            if len(inner) < 2 or _frame_names(inner[-1])[3] != self.waiting_in:
+            if frame is None or _frame_names(frame)[3] != self.waiting_in:
                 return False
-            inner = inner[:-1]
-        if not inner:
-            return False
-        top = inner[-1]
-        return top.f_globals.get("__name__") == self.module and top.f_code.co_name == self.function
+            frame = frame.f_back
+        return (frame is not None and frame.f_globals.get("__name__") == self.module
+                and frame.f_code.co_name == self.function)
 
 
 IgnoreRule = IgnoreName | IgnoreFunction | IgnoreIdle
@@ -204,6 +208,7 @@ class LeakCheck:
         self._check_threads, self._check_tasks = threads, tasks
         self._name_rules = [r for r in self.rules if isinstance(r, IgnoreName)]
         self._stack_rules = [r for r in self.rules if not isinstance(r, IgnoreName)]
+        self._pools = [r for r in self.rules if isinstance(r, IgnoreIdle)]
         # plain sets (a WeakSet costs ~0.2 us per member and per lookup); emptied at finish
         self._threads: set[threading.Thread] = set()
         self._tasks: set[Any] = set()
@@ -247,8 +252,7 @@ class LeakCheck:
         """Threads alive now, less the pool workers (named like an ``IgnoreIdle`` rule): a
         pool hands them new work, so whether they leak is decided by what they are doing
         at the end (idle: ignored; busy: reported), not by when they were started."""
-        pools = [r for r in self._stack_rules if isinstance(r, IgnoreIdle)]
-        return {t for t in threading.enumerate() if not any(r.names(t.name) for r in pools)}
+        return {t for t in threading.enumerate() if not any(r.names(t.name) for r in self._pools)}
 
     def exclude(self, *items: Any) -> None:
         """Never report these threads or tasks: treat them as alive at the snapshot."""
@@ -331,8 +335,12 @@ class LeakCheck:
             if new:
                 current = sys._current_frames()
                 for thread in new:
-                    frames = _thread_frames(current.get(thread.ident or 0))
-                    if thread.is_alive() and not self._ignored(thread.name, frames, True):
+                    innermost = current.get(thread.ident or 0)
+                    if not thread.is_alive() or any(
+                            r.matches_innermost(thread.name, innermost) for r in self._pools):
+                        continue  # an idle pool worker: decided without building its stack
+                    frames = _thread_frames(innermost)
+                    if not self._ignored(thread.name, frames, True):
                         found.threads.append((thread, frames))
         backend = self._backend
         if backend is not None and taskhook.async_backend() == backend:
