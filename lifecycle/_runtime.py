@@ -345,6 +345,7 @@ class ServiceRuntime:
         wait (tasks), named, never waited for.
         """
         svc = self.active
+        svc._announce_drained()  # also for a restart, which has no drain
         if svc.state != ServiceState.FAILED:
             svc.state = ServiceState.STOPPING
         stages = svc.stages()

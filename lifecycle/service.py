@@ -104,6 +104,8 @@ class Service:
         self._rt: ServiceRuntime | None = None
         self._stop: anyio.Event | None = None  # made on first wait: most services never wait
         self._stopping = False
+        self._drained: anyio.Event | None = None  # made on first wait_drained()
+        self._drain_over = False
         self._logger: logging.Logger | None = None
 
     def __repr__(self) -> str:
@@ -187,6 +189,13 @@ class Service:
             self._stop.set()
         elif not stopping:
             self._stop = None
+            self._drained, self._drain_over = None, False
+
+    def _announce_drained(self) -> None:
+        """The drain is over (or there was none): this service's stop stages come next."""
+        self._drain_over = True
+        if self._drained is not None:
+            self._drained.set()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, waking at once on shutdown. True when the full time passed.
@@ -203,8 +212,20 @@ class Service:
         return True
 
     async def wait_shutdown(self) -> None:
-        """Wait until shutdown is announced (for a ``run()`` that only serves)."""
+        """Wait until shutdown is announced: the start of the drain, when readiness turns
+        false. Loops and pollers stop here; servers should use :meth:`wait_drained`."""
         await self._stop_event().wait()
+
+    async def wait_drained(self) -> None:
+        """Wait until the drain is over: ``drain_delay`` after shutdown was announced, right
+        before this service's tasks and stop stages are wound down. A server that serves
+        until this returns keeps answering while load balancers take the process out."""
+        if self._drain_over:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._drained is None:
+            self._drained = anyio.Event()
+        await self._drained.wait()
 
     async def ticks(self, interval: float, *, immediate: bool = False) -> AsyncIterator[int]:
         """Yield 0, 1, 2, ... every ``interval`` seconds (fixed rate) until shutdown begins.

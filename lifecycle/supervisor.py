@@ -508,6 +508,8 @@ class Supervisor:
             with anyio.move_on_after(min(self.drain_delay, max(deadline.remaining(), 0.0))):
                 await self._forced.wait()
             self._draining = False
+        for rt in self._runtimes.values():
+            rt.active._announce_drained()  # wait_drained() returns: the stop stages come next
         started = [rt for rt in self._runtimes.values() if rt.started]
         stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
         async with anyio.create_task_group() as tg:

@@ -1,0 +1,96 @@
+"""aiohttp.web through its ``AppRunner`` and a ``SockSite`` on the service's socket.
+
+The runner never handles signals (``handle_signals=False``); its ``cleanup()`` is split into
+the stages: the site stops (``stop_accepting``), idle connections close and
+``on_shutdown`` runs while requests finish (``finish_requests``: close websockets there, as
+aiohttp documents), the server's ``shutdown(timeout)`` cancels what is left
+(``close_connections``), and ``on_cleanup``/``cleanup_ctx`` run last (``lifespan_shutdown``).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ._base import cut_summary, until
+from .aiohttp_probes import probes_middleware
+
+AppSource = web.Application | Callable[[], "web.Application | Awaitable[web.Application]"]
+
+
+class AioHTTPBackend:
+    def __init__(self, app: AppSource, supervisor: Any,
+                 probes: bool | Mapping[str, str | None], options: dict[str, Any]) -> None:
+        self.source = app
+        self.supervisor = supervisor
+        self.probes = probes
+        self.options = {"access_log": None, **options}
+        self.app: web.Application | None = None
+        self.runner: web.AppRunner | None = None
+        self.site: web.SockSite | None = None
+        self._started = False
+
+    async def _resolve(self) -> web.Application:
+        app = self.source if isinstance(self.source, web.Application) else self.source()
+        if not isinstance(app, web.Application):
+            app = await app
+        if not isinstance(app, web.Application):
+            raise TypeError(f"the app factory returned {type(app).__name__}, not a web.Application")
+        return app
+
+    async def open(self, sock: socket.socket) -> None:
+        app = self.app = await self._resolve()
+        if self.probes is not False:
+            app.middlewares.insert(0, probes_middleware(self.supervisor, self.probes))
+        self.runner = web.AppRunner(app, handle_signals=False, **self.options)
+        await self.runner.setup()  # on_startup and cleanup_ctx: the app's "lifespan startup"
+        self._started = True
+        self.site = web.SockSite(self.runner, sock)
+        await self.site.start()
+
+    def _server(self) -> web.Server | None:
+        return self.runner.server if self.runner is not None else None
+
+    def open_connections(self) -> int:
+        server = self._server()
+        return len(server.connections) if server is not None else 0
+
+    async def stop_accepting(self) -> None:
+        if self.site is not None:
+            site, self.site = self.site, None
+            await site.stop()
+
+    async def finish_requests(self) -> None:
+        server = self._server()
+        if server is None or self.runner is None:
+            return
+        server.pre_shutdown()  # idle connections close; busy ones after their response
+        await self.runner.shutdown()  # the app's on_shutdown (close websockets here)
+        await until(lambda: not server.connections)
+
+    async def close_connections(self, grace: float) -> str | None:
+        server = self._server()
+        if server is None:
+            return None
+        left = len(server.connections)
+        busy = sum(1 for c in server.connections if c._task_handler is not None
+                   and not c._task_handler.done())
+        if left:
+            await server.shutdown(grace)  # waits up to grace, then cancels and closes
+        return cut_summary(busy, left)
+
+    async def shutdown_lifespan(self) -> None:
+        if self.app is not None and self._started:
+            self._started = False
+            await self.app.cleanup()  # on_cleanup and the exit half of cleanup_ctx
+
+    async def abort(self) -> None:
+        if self.site is not None:
+            await self.site.stop()
+        server = self._server()
+        if server is not None:
+            await server.shutdown(0.0)
+        await self.shutdown_lifespan()

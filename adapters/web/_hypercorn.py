@@ -1,0 +1,102 @@
+"""hypercorn, driven piece by piece: its ``TCPServer`` per connection, never ``serve()``.
+
+``serve()`` runs startup, serving and the whole close in one coroutine (and installs signal
+handlers unless given a ``shutdown_trigger``), so its close could not be split into stages
+or reported. Here the service binds the socket and runs the lifespan; each accepted
+connection is a hypercorn ``TCPServer`` whose task this backend tracks, and the close sets
+hypercorn's ``terminated`` event (connections close after their response, idle keep-alive
+connections close) before waiting for them, one stage at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import anyio
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.utils import wrap_app
+
+from ._base import cut_summary, until
+from ._lifespan import ASGIApp, Lifespan
+
+
+def _is_websocket(server: TCPServer) -> bool:
+    """Whether a connection was upgraded to a websocket (hypercorn keeps it on the stream)."""
+    protocol = getattr(getattr(server, "protocol", None), "protocol", None)
+    stream = getattr(protocol, "stream", None)
+    return type(stream).__name__ == "WSStream"
+
+
+class HypercornBackend:
+    def __init__(self, app: ASGIApp, lifespan: str, options: dict[str, Any]) -> None:
+        self.config = Config()
+        for key, value in {"errorlog": None, **options}.items():
+            if not hasattr(self.config, key):
+                raise TypeError(f"hypercorn Config has no option {key!r}")
+            setattr(self.config, key, value)
+        self.app = wrap_app(app, self.config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
+        self.lifespan = Lifespan(app, lifespan)
+        self.context = WorkerContext(None)
+        self.connections: dict[asyncio.Task[Any], TCPServer] = {}
+        self.server: asyncio.Server | None = None
+
+    async def open(self, sock: socket.socket) -> None:
+        await self.lifespan.startup()
+        loop = asyncio.get_running_loop()
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            server = TCPServer(self.app, loop, self.config, self.context, self.lifespan.state,
+                               reader, writer)
+            self.connections[task] = server
+            try:
+                await server.run()
+            finally:
+                self.connections.pop(task, None)
+
+        self.server = await asyncio.start_server(connected, sock=sock, backlog=self.config.backlog)
+
+    def _http(self) -> list[TCPServer]:
+        return [s for s in self.connections.values() if not _is_websocket(s)]
+
+    def open_connections(self) -> int:
+        return len(self.connections)
+
+    async def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()  # not wait_closed(): on 3.12 it waits for every connection
+
+    async def finish_requests(self) -> None:
+        await self.context.terminated.set()
+        await until(lambda: not self._http())
+
+    async def close_connections(self, grace: float) -> str | None:
+        # hypercorn has no call to close a websocket from the server side: cancel its task
+        # (the TCPServer closes the connection in its finally), as hypercorn's own close does
+        # once its graceful_timeout passed.
+        with anyio.move_on_after(grace if self._http() else 0):
+            await until(lambda: not self._http())
+        tasks = [t for t in self.connections if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        return cut_summary(len(tasks), len(tasks))
+
+    async def shutdown_lifespan(self) -> None:
+        try:
+            await self.lifespan.shutdown()
+        finally:
+            await self.abort()
+
+    async def abort(self) -> None:
+        self.lifespan.cancel()
+        if self.server is not None:
+            self.server.close()
+        for task in self.connections:
+            task.cancel()
