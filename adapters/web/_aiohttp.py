@@ -9,10 +9,12 @@ aiohttp documents), the server's ``shutdown(timeout)`` cancels what is left
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 from aiohttp import web
 
 from ._base import cut_summary, until
@@ -67,20 +69,32 @@ class AioHTTPBackend:
         server = self._server()
         if server is None or self.runner is None:
             return
-        server.pre_shutdown()  # idle connections close; busy ones after their response
+        server.pre_shutdown()  # idle connections stop waiting; busy ones close after their response
         await self.runner.shutdown()  # the app's on_shutdown (close websockets here)
-        await until(lambda: not server.connections)
+        await server.shutdown(None)  # every handler to its end (the stage's deadline bounds it)
 
     async def close_connections(self, grace: float) -> str | None:
         server = self._server()
-        if server is None:
+        if server is None or not server.connections:
             return None
-        left = len(server.connections)
-        busy = sum(1 for c in server.connections if c._task_handler is not None
-                   and not c._task_handler.done())
-        if left:
-            await server.shutdown(grace)  # waits up to grace, then cancels and closes
-        return cut_summary(busy, left)
+        with anyio.move_on_after(grace):
+            await until(lambda: not server.connections)
+        return await self._cut(server, grace)
+
+    @staticmethod
+    async def _cut(server: web.Server, grace: float) -> str | None:
+        """Cancel the handlers still running and close their connections (aiohttp's own
+        ``Server.shutdown(timeout)`` would wait ``timeout`` twice, and forever for 0)."""
+        left = server.connections
+        tasks = [t for c in left if (t := getattr(c, "_task_handler", None)) is not None
+                 and not t.done()]
+        for task in tasks:
+            task.cancel()
+        for connection in left:
+            connection.force_close()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        return cut_summary(len(tasks), len(left))
 
     async def shutdown_lifespan(self) -> None:
         if self.app is not None and self._started:
@@ -92,5 +106,5 @@ class AioHTTPBackend:
             await self.site.stop()
         server = self._server()
         if server is not None:
-            await server.shutdown(0.0)
+            await self._cut(server, 0.5)
         await self.shutdown_lifespan()

@@ -1,0 +1,218 @@
+"""Web services against real servers (uvicorn, hypercorn, aiohttp.web) on free loopback ports,
+talked to over HTTP by a real client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from lifecycle import Fallback, StartupError, Supervisor
+from lifecycle.adapters.web import ASGIService, WebService
+from lifecycle.report import LifecycleReport
+from tests.webapps import SERVERS, Signals, make_service, starlette_app
+
+STAGES = ["stop_accepting", "finish_requests", "close_connections", "lifespan_shutdown"]
+TIMEOUT = aiohttp.ClientTimeout(total=30)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # uvicorn, hypercorn's asyncio driver and aiohttp
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def get(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with session.get(url) as resp:
+        return resp.status, await resp.text()
+
+
+def outcomes(report: LifecycleReport, service: str = "web") -> dict[str, str]:
+    return {stage: rec.outcome for stage, rec in report.shutdown[service].items()}
+
+
+@pytest.mark.anyio
+async def test_the_app_and_the_probes_answer_on_one_port_and_the_close_shows_each_stage(
+        server: str) -> None:
+    signals = Signals()
+    web = make_service(server, signals)
+    sup = Supervisor([web], shutdown_timeout=20.0)
+    async with sup, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        assert web.port and web.url == f"http://127.0.0.1:{web.port}"
+        assert await get(session, web.url + "/") == (200, "home")
+        for probe in ("/livez", "/readyz", "/startupz"):
+            async with session.get(web.url + probe) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["probe"] == probe[1:]
+    assert signals.lifespan == ["startup", "shutdown"]
+    assert list(sup.report.shutdown["web"]) == STAGES
+    assert set(outcomes(sup.report).values()) == {"ok"}, sup.report.format()
+    assert sup.report.ok, sup.report.format()
+
+
+@pytest.mark.anyio
+async def test_during_the_drain_readyz_says_503_while_the_app_still_serves(server: str) -> None:
+    web = make_service(server, Signals())
+    sup = Supervisor([web], shutdown_timeout=20.0, drain_delay=1.5)
+    async with sup, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        assert (await get(session, web.url + "/readyz"))[0] == 200
+        sup.request_shutdown("test")
+        closing = asyncio.ensure_future(sup.__aexit__(None, None, None))
+        await asyncio.sleep(0)  # the close begins: the drain
+        assert (await get(session, web.url + "/readyz"))[0] == 503
+        assert await get(session, web.url + "/") == (200, "home")
+        await closing
+    assert sup.report.ok, sup.report.format()
+
+
+@pytest.mark.anyio
+async def test_a_request_in_flight_when_shutdown_begins_completes_with_200(server: str) -> None:
+    signals = Signals()
+    web = make_service(server, signals)
+    sup = Supervisor([web], shutdown_timeout=20.0)  # no drain: the stages meet the request
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with sup:
+            slow = asyncio.ensure_future(get(session, web.url + "/slow"))
+            await asyncio.wait_for(signals.entered["/slow"].wait(), 10)
+            sup.request_shutdown("test")
+        assert await slow == (200, "slow")
+    assert sup.report.shutdown["web"]["finish_requests"].elapsed > 0.5
+    assert sup.report.ok, sup.report.format()
+
+
+@pytest.mark.anyio
+async def test_a_taken_port_is_a_start_failure_naming_the_address(server: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        sup = Supervisor([make_service(server, Signals(), port=port)])
+        with pytest.raises(StartupError):
+            async with sup:
+                pass
+    record = sup.report.startup["web"]
+    assert record.outcome == "error"
+    assert f"cannot listen on 127.0.0.1:{port}" in (record.error or "")
+    assert "Address already in use" in (record.error or "")
+
+
+@pytest.mark.anyio
+async def test_a_fallback_moves_to_the_next_port_when_the_first_is_taken() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        first = ASGIService(starlette_app(Signals()), port=port, name="main-port")
+        second = ASGIService(starlette_app(Signals()), port=0, name="spare-port")
+        sup = Supervisor([Fallback("web", first, second)])
+        async with sup, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            assert sup["web"] is second
+            assert await get(session, f"{second.url}/") == (200, "home")
+    attempts = sup.report.startup["web"].attempts
+    assert [a.outcome for a in attempts] == ["error", "ok"]
+
+
+@pytest.mark.anyio
+async def test_a_lifespan_startup_that_raises_is_a_start_failure_with_its_message(server: str) -> None:
+    sup = Supervisor([make_service(server, Signals(), lifespan="raise")])
+    with pytest.raises(StartupError):
+        async with sup:
+            pass
+    record = sup.report.startup["web"]
+    assert record.outcome == "error"
+    assert "the cache warm-up failed" in (record.error or ""), record.error
+
+
+@pytest.mark.anyio
+async def test_a_lifespan_that_hangs_fails_the_start_at_its_deadline_and_frees_the_port(
+        server: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    web = make_service(server, Signals(), lifespan="hang", port=port, start_timeout=0.5)
+    sup = Supervisor([web])
+    began = time.monotonic()
+    with pytest.raises(StartupError):
+        async with sup:
+            pass
+    assert time.monotonic() - began < 5.0
+    assert sup.report.startup["web"].outcome == "timeout"
+    assert "did not finish within 0.5s" in (sup.report.startup["web"].error or "")
+    socket.create_server(("127.0.0.1", port)).close()  # released: binds again
+
+
+@pytest.mark.anyio
+async def test_a_handler_that_never_returns_is_cut_within_the_budget_and_named(server: str) -> None:
+    signals = Signals()
+    web = make_service(server, signals, graceful_timeout=0.5)
+    sup = Supervisor([web], shutdown_timeout=10.0)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with sup:
+            hung = asyncio.ensure_future(get(session, web.url + "/hang"))
+            await asyncio.wait_for(signals.entered["/hang"].wait(), 10)
+            began = time.monotonic()
+        closed_in = time.monotonic() - began
+        try:  # cut: the client sees the connection close, or (hypercorn) an error status
+            status, _ = await hung
+        except aiohttp.ClientError:
+            status = 0
+        assert status != 200
+    assert closed_in < 6.0, sup.report.format()
+    stages = outcomes(sup.report)
+    assert stages["finish_requests"] == "timeout"
+    assert stages["close_connections"] == "error"
+    assert "cancelled 1 handler(s)" in (sup.report.shutdown["web"]["close_connections"].error or "")
+    assert stages["lifespan_shutdown"] == "ok"
+
+
+@pytest.mark.anyio
+async def test_a_websocket_that_never_closes_is_cut_within_the_budget_and_named(server: str) -> None:
+    signals = Signals()
+    web = make_service(server, signals, graceful_timeout=0.5)
+    sup = Supervisor([web], shutdown_timeout=10.0)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        async with sup:
+            ws = await session.ws_connect(web.url + "/ws")
+            await asyncio.wait_for(signals.entered["/ws"].wait(), 10)
+            began = time.monotonic()
+        closed_in = time.monotonic() - began
+        await asyncio.wait_for(ws.receive(), 10)  # the close (or the cut) reaches the client
+        assert ws.closed or ws.close_code is not None
+        await ws.close()
+    assert closed_in < 6.0, sup.report.format()
+    record = sup.report.shutdown["web"]["close_connections"]
+    assert record.outcome == "error" and "cancelled 1 handler(s)" in (record.error or ""), \
+        sup.report.format()
+
+
+@pytest.mark.anyio
+async def test_probes_move_to_configured_paths_or_leave_the_path_to_the_app() -> None:
+    moved = ASGIService(starlette_app(Signals()), port=0, name="moved",
+                        probes={"readyz": "/health/ready", "livez": None})
+    bare = ASGIService(starlette_app(Signals()), port=0, name="bare", probes=False)
+    sup = Supervisor([moved, bare])
+    async with sup, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        assert (await get(session, f"{moved.url}/health/ready"))[0] == 200
+        assert (await get(session, f"{moved.url}/livez"))[0] == 404  # the app's 404
+        assert (await get(session, f"{moved.url}/startupz"))[0] == 200
+        assert (await get(session, f"{bare.url}/readyz"))[0] == 404
+
+
+def test_a_bad_probe_table_or_server_name_is_a_config_error() -> None:
+    from lifecycle import ConfigError
+
+    app = starlette_app(Signals())
+    for bad in ({"ready": "/r"}, {"readyz": "r"}, {"readyz": "/x", "livez": "/x"}):
+        with pytest.raises(ConfigError):
+            ASGIService(app, probes=bad)
+    with pytest.raises(ConfigError, match="server must be one of"):
+        ASGIService(app, server="daphne")
+    with pytest.raises(ConfigError, match="port must be"):
+        ASGIService(app, port=70000)
+
+
+def services_of(web: WebService) -> list[Any]:
+    return [web]
