@@ -3,6 +3,7 @@
 - `postgres`, `victoria` (session): shared servers; never stall or kill them.
 - `fresh_postgres`, `fresh_victoria` (per test): a server of the test's own, for faults.
 - `blackhole`, `closed_port`: (host, port) of a dead proxy and of a refused port.
+- `haproxy`: a factory, backends (name -> port) -> a started HAProxy closed after the test.
 - `unique_tag`: a label value of the test's own (VictoriaMetrics caches empty answers).
 
 The fixtures are synchronous (they manage processes), so any async plugin can use them.
@@ -24,13 +25,14 @@ import pytest
 from tests.servers import ServerUnavailable, sweep_stale
 from tests.servers.faults import blackhole as _blackhole
 from tests.servers.faults import closed_port as _closed_port
+from tests.servers.haproxy import HAProxy
 from tests.servers.postgres import PostgresServer, PostgresTemplate
 from tests.servers.victoria import VictoriaMetrics
 
 REQUIRE_ENV = "LIFECYCLE_REQUIRE_SERVERS"
 T = TypeVar("T")
 SERVER_FIXTURES = frozenset(
-    {"postgres", "fresh_postgres", "postgres_template", "victoria", "fresh_victoria"}
+    {"postgres", "fresh_postgres", "postgres_template", "victoria", "fresh_victoria", "haproxy"}
 )
 
 
@@ -103,6 +105,25 @@ def fresh_victoria() -> Iterator[VictoriaMetrics]:
     """A VictoriaMetrics of this test's own (stop/start/kill/restart/stall/resume)."""
     with _victoria() as server:
         yield server
+
+
+@pytest.fixture
+def haproxy() -> Iterator[Callable[[dict[str, int]], HAProxy]]:
+    """A factory: ``haproxy({"a": port_a, "b": port_b})`` starts a haproxy on loopback in
+    front of those backends (health-checking ``/readyz``); all are closed after the test."""
+    made: list[HAProxy] = []
+
+    def make(backends: dict[str, int]) -> HAProxy:
+        proxy = _available(lambda: HAProxy(backends))
+        made.append(proxy)
+        proxy.start()
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy in made:
+            proxy.close()
 
 
 @pytest.fixture
