@@ -6,8 +6,8 @@ balances round-robin. By default it never retries (``retries 0``, no ``option re
 request sent to a backend that refuses or cuts it is a failed request for the client, as
 behind a balancer that does not retry (a Kubernetes Service's kube-proxy, most cloud network
 balancers), so a test sees what an app's shutdown does to traffic. haproxy's own retries
-(``retries=3``) would hide a refused connection when the process comes back within a second. The admin socket answers
-``status(server)`` (``UP``, ``DOWN``, ``MAINT``, ...).
+(``retries=3``) would hide a refused connection when the process comes back within a second.
+The admin socket answers ``status(server)`` (``UP``, ``DOWN``, ``MAINT``, ...).
 """
 
 from __future__ import annotations
