@@ -225,14 +225,19 @@ HEADER = ("| server | drain_delay | requests | failed | restarts | back in rotat
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.rolling_restart")
-    parser.add_argument("servers", nargs="*", default=list(SERVERS), choices=SERVERS)
+    parser.add_argument("servers", nargs="*", metavar="SERVER",
+                        help=f"any of {', '.join(SERVERS)} (default: all)")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=400.0)
     parser.add_argument("--drain", type=float, nargs="+", default=[2.0, 0.0])
     args = parser.parse_args(argv)
+    servers = args.servers or list(SERVERS)
+    unknown = set(servers) - set(SERVERS)
+    if unknown:
+        parser.error(f"unknown server(s): {', '.join(sorted(unknown))}")
     print(HEADER)
     for drain in args.drain:
-        for server in args.servers:
+        for server in servers:
             result = rolling_restart(server, drain=drain, rate=args.rate,
                                      min_requests=args.requests if drain else args.requests // 4)
             print(result.row(), flush=True)
