@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any
 
 import aiohttp
 import pytest
 
 from lifecycle import Fallback, StartupError, Supervisor
-from lifecycle.adapters.web import ASGIService, WebService
+from lifecycle.adapters.web import ASGIService
 from lifecycle.report import LifecycleReport
 from tests.webapps import SERVERS, Signals, make_service, starlette_app
 
@@ -125,6 +124,7 @@ async def test_a_lifespan_startup_that_raises_is_a_start_failure_with_its_messag
     record = sup.report.startup["web"]
     assert record.outcome == "error"
     assert "the cache warm-up failed" in (record.error or ""), record.error
+    assert "Traceback" not in (record.error or "")  # the message, not a whole traceback
 
 
 @pytest.mark.anyio
@@ -201,6 +201,30 @@ async def test_probes_move_to_configured_paths_or_leave_the_path_to_the_app() ->
         assert (await get(session, f"{bare.url}/readyz"))[0] == 404
 
 
+@pytest.mark.anyio
+async def test_the_probes_mount_as_an_asgi_app_or_an_aiohttp_sub_app() -> None:
+    from aiohttp import web
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from lifecycle.adapters.web import AioHTTPService, ProbeApp
+    from lifecycle.adapters.web.aiohttp_probes import probes_app
+
+    sup: Supervisor | None = None
+    asgi = Starlette(routes=[Mount("/health", ProbeApp(lambda: sup))])
+    aio = web.Application()
+    aio.add_subapp("/health", probes_app(lambda: sup))
+    services = [ASGIService(asgi, port=0, name="asgi", probes=False),
+                AioHTTPService(aio, port=0, name="aio", probes=False)]
+    sup = Supervisor(services)
+    async with sup, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        for svc in services:
+            assert (await get(session, f"{svc.url}/health/readyz"))[0] == 200
+            assert (await get(session, f"{svc.url}/readyz"))[0] == 404
+            async with session.head(f"{svc.url}/health/livez") as resp:
+                assert resp.status == 200 and await resp.read() == b""
+
+
 def test_a_bad_probe_table_or_server_name_is_a_config_error() -> None:
     from lifecycle import ConfigError
 
@@ -213,6 +237,3 @@ def test_a_bad_probe_table_or_server_name_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="port must be"):
         ASGIService(app, port=70000)
 
-
-def services_of(web: WebService) -> list[Any]:
-    return [web]

@@ -120,8 +120,8 @@ class WebService(Service):
         raise NotImplementedError
 
     async def start(self) -> None:
+        backend = self._make_backend()  # first: a missing server package leaks no socket
         sock = bind(self.host, self.requested_port, self.backlog)
-        backend = self._make_backend()
         try:
             await backend.open(sock)
         except BaseException:

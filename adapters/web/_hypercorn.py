@@ -11,6 +11,7 @@ connections close) before waiting for them, one stage at a time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
@@ -34,7 +35,10 @@ def _is_websocket(server: TCPServer) -> bool:
 class HypercornBackend:
     def __init__(self, app: ASGIApp, lifespan: str, options: dict[str, Any]) -> None:
         self.config = Config()
-        for key, value in {"errorlog": None, **options}.items():
+        # hypercorn's own errors (an app's exception) go to the "hypercorn.error" logger,
+        # not to a stderr handler of its own: logging is the app's to configure
+        defaults = {"errorlog": logging.getLogger("hypercorn.error")}
+        for key, value in {**defaults, **options}.items():
             if not hasattr(self.config, key):
                 raise TypeError(f"hypercorn Config has no option {key!r}")
             setattr(self.config, key, value)

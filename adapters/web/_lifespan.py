@@ -65,6 +65,8 @@ class Lifespan:
             return
         if kind == f"lifespan.{phase}.failed":
             message = str(answer.get("message") or "").strip()
+            if message.startswith("Traceback (most recent call last)"):
+                message = message.splitlines()[-1]  # Starlette sends the whole traceback
             raise LifespanFailed(f"lifespan {phase} failed" + (f": {message}" if message else ""))
         # the app ended without answering
         error = self._error

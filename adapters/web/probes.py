@@ -91,6 +91,12 @@ def resolve(source: Any) -> Supervisor:
     return source() if callable(source) and not hasattr(source, "health") else source  # type: ignore[no-any-return]
 
 
+def route_path(scope: MutableMapping[str, Any]) -> str:
+    """The path below where the app is mounted (ASGI's ``path`` includes ``root_path``)."""
+    path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 class ProbeApp:
     """A plain ASGI app answering the probes (GET and HEAD) and 404 for anything else.
 
@@ -112,7 +118,7 @@ class ProbeApp:
             return
         if scope["type"] != "http":
             return
-        handler = self.routes.get(scope.get("path", ""))
+        handler = self.routes.get(route_path(scope))
         if handler is None:
             await _send(send, ProbeResponse(404, b'{"error": "no such probe"}'), scope)
         elif scope.get("method") not in ("GET", "HEAD"):
@@ -129,7 +135,7 @@ def with_probes(app: ASGIApp, supervisor: Any,
         return app
 
     async def probed(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        handler = routes.get(scope.get("path", "")) if scope["type"] == "http" else None
+        handler = routes.get(route_path(scope)) if scope["type"] == "http" else None
         if handler is None or scope.get("method") not in ("GET", "HEAD"):
             await app(scope, receive, send)
         else:
