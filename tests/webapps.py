@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,18 @@ from lifecycle.adapters.web import AioHTTPService, ASGIService, WebService
 
 SERVERS = ("uvicorn", "hypercorn", "aiohttp")
 ROUTES = ("/", "/slow", "/hang", "/ws")
+
+
+async def lifespan_steps(app: Any, signals: Signals, lifespan: str) -> AsyncIterator[None]:
+    """The app's startup and shutdown, for Starlette's ``lifespan`` and aiohttp's
+    ``cleanup_ctx`` alike."""
+    if lifespan == "raise":
+        raise RuntimeError("the cache warm-up failed")
+    if lifespan == "hang":
+        await asyncio.sleep(3600)
+    signals.lifespan.append("startup")
+    yield
+    signals.lifespan.append("shutdown")
 
 
 class Signals:
@@ -51,16 +64,7 @@ def starlette_app(signals: Signals, lifespan: str = "ok") -> Starlette:
         signals.entered["/ws"].set()
         await asyncio.sleep(3600)  # ignores the close frame
 
-    @asynccontextmanager
-    async def span(app: Starlette) -> AsyncIterator[None]:
-        if lifespan == "raise":
-            raise RuntimeError("the cache warm-up failed")
-        if lifespan == "hang":
-            await asyncio.sleep(3600)
-        signals.lifespan.append("startup")
-        yield
-        signals.lifespan.append("shutdown")
-
+    span = asynccontextmanager(partial(lifespan_steps, signals=signals, lifespan=lifespan))
     return Starlette(routes=[Route("/", home), Route("/slow", slow), Route("/hang", hang),
                              WebSocketRoute("/ws", ws)], lifespan=span)
 
@@ -87,17 +91,8 @@ def aiohttp_app(signals: Signals, lifespan: str = "ok") -> web.Application:
         await asyncio.sleep(3600)
         return socket
 
-    async def span(app: web.Application) -> AsyncIterator[None]:
-        if lifespan == "raise":
-            raise RuntimeError("the cache warm-up failed")
-        if lifespan == "hang":
-            await asyncio.sleep(3600)
-        signals.lifespan.append("startup")
-        yield
-        signals.lifespan.append("shutdown")
-
     app = web.Application()
-    app.cleanup_ctx.append(span)
+    app.cleanup_ctx.append(partial(lifespan_steps, signals=signals, lifespan=lifespan))
     for path, handler in (("/", home), ("/slow", slow), ("/hang", hang), ("/ws", ws)):
         app.router.add_get(path, handler)
     return app

@@ -56,10 +56,6 @@ class AioHTTPBackend:
     def _server(self) -> web.Server | None:
         return self.runner.server if self.runner is not None else None
 
-    def open_connections(self) -> int:
-        server = self._server()
-        return len(server.connections) if server is not None else 0
-
     async def stop_accepting(self) -> None:
         if self.site is not None:
             site, self.site = self.site, None

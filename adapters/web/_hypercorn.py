@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 import anyio
@@ -21,7 +22,8 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config
 from hypercorn.utils import wrap_app
 
-from ._base import cut_summary, until
+from ._asgi import ASGIBackend
+from ._base import until
 from ._lifespan import ASGIApp, Lifespan
 
 
@@ -32,8 +34,9 @@ def _is_websocket(server: TCPServer) -> bool:
     return type(stream).__name__ == "WSStream"
 
 
-class HypercornBackend:
+class HypercornBackend(ASGIBackend):
     def __init__(self, app: ASGIApp, lifespan: str, options: dict[str, Any]) -> None:
+        super().__init__(Lifespan(app, lifespan))
         self.config = Config()
         # hypercorn's own errors (an app's exception) go to the "hypercorn.error" logger,
         # not to a stderr handler of its own: logging is the app's to configure
@@ -43,10 +46,11 @@ class HypercornBackend:
                 raise TypeError(f"hypercorn Config has no option {key!r}")
             setattr(self.config, key, value)
         self.app = wrap_app(app, self.config.wsgi_max_body_size, "asgi")  # type: ignore[arg-type]
-        self.lifespan = Lifespan(app, lifespan)
         self.context = WorkerContext(None)
         self.connections: dict[asyncio.Task[Any], TCPServer] = {}
-        self.server: asyncio.Server | None = None
+
+    def tasks(self) -> Iterable[asyncio.Task[Any]]:
+        return list(self.connections)
 
     async def open(self, sock: socket.socket) -> None:
         await self.lifespan.startup()
@@ -68,13 +72,6 @@ class HypercornBackend:
     def _http(self) -> list[TCPServer]:
         return [s for s in self.connections.values() if not _is_websocket(s)]
 
-    def open_connections(self) -> int:
-        return len(self.connections)
-
-    async def stop_accepting(self) -> None:
-        if self.server is not None:
-            self.server.close()  # not wait_closed(): on 3.12 it waits for every connection
-
     async def finish_requests(self) -> None:
         await self.context.terminated.set()
         await until(lambda: not self._http())
@@ -85,22 +82,4 @@ class HypercornBackend:
         # once its graceful_timeout passed.
         with anyio.move_on_after(grace if self._http() else 0):
             await until(lambda: not self._http())
-        tasks = [t for t in self.connections if not t.done()]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
-        return cut_summary(len(tasks), len(tasks))
-
-    async def shutdown_lifespan(self) -> None:
-        try:
-            await self.lifespan.shutdown()
-        finally:
-            await self.abort()
-
-    async def abort(self) -> None:
-        self.lifespan.cancel()
-        if self.server is not None:
-            self.server.close()
-        for task in self.connections:
-            task.cancel()
+        return await self.cut(grace, len(self.connections))

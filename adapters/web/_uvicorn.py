@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterable
 from email.utils import formatdate
 from typing import Any
 
@@ -18,19 +19,22 @@ import anyio
 import uvicorn
 from uvicorn.server import ServerState
 
-from ._base import cut_summary, until
+from ._asgi import ASGIBackend
+from ._base import until
 from ._lifespan import ASGIApp, Lifespan
 
 
-class UvicornBackend:
+class UvicornBackend(ASGIBackend):
     def __init__(self, app: ASGIApp, lifespan: str, options: dict[str, Any]) -> None:
         settings = {"log_config": None, "access_log": False, **options, "lifespan": "off"}
         self.config = uvicorn.Config(app, **settings)
         self.config.load()
-        self.lifespan = Lifespan(self.config.loaded_app, lifespan)
+        super().__init__(Lifespan(self.config.loaded_app, lifespan))
         self.state = ServerState()
-        self.server: asyncio.Server | None = None
         self._ticker: asyncio.TimerHandle | None = None
+
+    def tasks(self) -> Iterable[asyncio.Task[Any]]:
+        return list(self.state.tasks)
 
     async def open(self, sock: socket.socket) -> None:
         await self.lifespan.startup()
@@ -53,13 +57,6 @@ class UvicornBackend:
     def _http(self) -> list[Any]:
         return [c for c in self.state.connections if isinstance(c, self.config.http_protocol_class)]
 
-    def open_connections(self) -> int:
-        return len(self.state.connections)
-
-    async def stop_accepting(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
     async def finish_requests(self) -> None:
         for connection in self._http():
             connection.shutdown()  # idle: closed now; busy: closed after its response
@@ -70,29 +67,14 @@ class UvicornBackend:
             connection.shutdown()  # websockets get close code 1012 (service restart)
         with anyio.move_on_after(grace):
             await until(lambda: not self.state.connections and not self.state.tasks)
-        tasks = [t for t in self.state.tasks if not t.done()]
         left = list(self.state.connections)
-        for task in tasks:
-            task.cancel()
         for connection in left:
             transport = getattr(connection, "transport", None)
             if transport is not None:
                 transport.abort()
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
-        return cut_summary(len(tasks), len(left))
-
-    async def shutdown_lifespan(self) -> None:
-        try:
-            await self.lifespan.shutdown()
-        finally:
-            await self.abort()
+        return await self.cut(grace, len(left))
 
     async def abort(self) -> None:
-        self.lifespan.cancel()
         if self._ticker is not None:
             self._ticker.cancel()
-        if self.server is not None:
-            self.server.close()
-        for task in self.state.tasks:
-            task.cancel()
+        await super().abort()

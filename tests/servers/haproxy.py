@@ -16,7 +16,6 @@ import contextlib
 import csv
 import io
 import shutil
-import signal
 import socket
 import subprocess
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from tests.servers import (
     LOOPBACK,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    ManagedServer,
     ServerError,
     ServerUnavailable,
     die_with_parent,
@@ -76,7 +76,7 @@ def find_binary() -> Path | None:
     return None
 
 
-class HAProxy:
+class HAProxy(ManagedServer):
     """haproxy on 127.0.0.1:``port`` balancing over ``backends`` (name -> port)."""
 
     host = LOOPBACK
@@ -95,7 +95,7 @@ class HAProxy:
         self.check_interval = check_interval
         self.retries = retries
         self._proc: subprocess.Popen[bytes] | None = None
-        track(self, self.kill)
+        track(self, lambda: self.stop(0.0))
 
     @property
     def url(self) -> str:
@@ -108,7 +108,13 @@ class HAProxy:
                              inter=max(int(self.check_interval * 1000), 10), servers=servers,
                              retries=self.retries)
 
+    _PORT_TAKEN = "cannot bind socket"
+
     def start(self, timeout: float = START_TIMEOUT) -> None:
+        if not self.running:
+            self._spawn_on_a_free_port(timeout)
+
+    def _spawn(self, timeout: float) -> None:
         cfg = self.dir / "haproxy.cfg"
         cfg.write_text(self._config())
         with open(self.log_path, "ab") as log:
@@ -126,7 +132,11 @@ class HAProxy:
                 return True
             return False
 
-        wait_until(answering, timeout, f"haproxy admin socket {self.admin}")
+        try:
+            wait_until(answering, timeout, f"haproxy admin socket {self.admin}")
+        except ServerError:
+            self.stop(0.0)
+            raise
 
     def command(self, line: str, timeout: float = 5.0) -> str:
         """One command on the admin socket; its answer."""
@@ -154,23 +164,17 @@ class HAProxy:
                    f"haproxy servers {list(servers)} {wanted}", interval=0.01)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (haproxy's hard stop: it holds nothing to flush); SIGKILL after ``timeout``."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
+            proc.terminate()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
-            self._proc.wait()
-            self._proc = None
 
     def close(self) -> None:
         try:
@@ -178,14 +182,3 @@ class HAProxy:
         finally:
             untrack(self)
             shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> HAProxy:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
