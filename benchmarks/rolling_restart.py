@@ -1,12 +1,14 @@
-"""Rolling restart behind haproxy: failed requests while each app process in turn gets
-SIGTERM and is restarted, and how long a restarted process takes to be back in rotation.
+"""Rolling restart behind haproxy: two app processes behind a real haproxy that checks
+``/readyz`` (every 100 ms, two failures take a server out; no retries, like a balancer that
+does not retry), steady GETs through it, and each process in turn gets SIGTERM, exits, is
+started again and waits to be back in rotation; round after round until the requests are
+sent. Run with ``drain_delay`` (the app keeps serving while haproxy takes it out) and,
+as the control, without. Figure: seconds from a new process's spawn to haproxy marking it
+UP (the interpreter's start, imports, the app's startup, one health check); the note has
+the failed requests and the exit codes (0 expected: one SIGTERM never gives 143).
 
-``python -m benchmarks.rolling_restart [--requests N] [--rate R] [--drain S] [SERVER ...]``
-runs the full measurement (at least 20,000 requests per server by default) and prints one
-row per server; tests/test_web_rolling.py runs a short version. Two app processes
-(tests/apps/web_server_app.py) serve behind a real haproxy (tests/servers/haproxy.py) that
-checks ``/readyz``; a load client sends steady requests (``rate`` per second, ``workers``
-connections) through haproxy for as long as the restarts go on.
+``python -m benchmarks.rolling_restart [--requests N] [--rate R] [--drain S ...] [SERVER ...]``
+runs it alone; tests/test_web_rolling.py is the short version in the test suite.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchmarks import Result, Size
+
+NAME = "rolling_restart"
+TITLE = "Rolling restart behind haproxy: failed requests, time back in rotation"
+SUBJECTS = {
+    "uvicorn / hypercorn": "`ASGIService(starlette_app, port=P, server=...)`: a Starlette app "
+                           "(`GET /` answers after 2 ms) under `Supervisor(drain_delay=...)`.",
+    "aiohttp": "`AioHTTPService(make_app, port=P)`: the same routes on aiohttp.web.",
+}
+DRAIN = 2.0  # seconds: well over haproxy's 2 x 100 ms to take a server out
+RATE = 400.0  # requests per second through haproxy
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "tests" / "apps" / "web_server_app.py"
@@ -217,6 +231,34 @@ def rolling_restart(server: str, *, drain: float, min_requests: int, rate: float
                 app.close()
     return RollingResult(server, drain, load.sent, load.failed, dict(load.failures), restarts,
                          codes, back, stops, reports_ok, time.monotonic() - began)
+
+
+def _sizes(size: Size) -> tuple[tuple[str, ...], int]:
+    """(servers, requests with a drain); the control without a drain sends a quarter."""
+    return (SERVERS, 20_000) if size == "full" else (("uvicorn",), 150)
+
+
+def run(size: Size, balancer_factory: Callable[[dict[str, int]], Any] | None = None) -> list[Result]:
+    """``balancer_factory``: the tests' ``haproxy`` fixture (default: start one per run)."""
+    servers, requests = _sizes(size)
+    results = []
+    for drain in (DRAIN, 0.0) if size == "full" else (DRAIN,):
+        for server in servers:
+            r = rolling_restart(server, drain=drain, rate=RATE,
+                                min_requests=requests if drain else requests // 4,
+                                balancer_factory=balancer_factory)
+            back = r.back_in_rotation
+            note = (f"{r.requests:,} requests, **{r.failed:,} failed**"
+                    + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(r.failures.items()))})"
+                       if r.failures else "")
+                    + f", {r.restarts} restarts, exit codes {sorted(set(r.exit_codes))}")
+            results.append(Result(
+                NAME, f"{server}, drain_delay={drain:g}s", sum(back) / len(back), "s",
+                goal="0 failed requests, exit 0" if drain else "",
+                met=(r.failed == 0 and set(r.exit_codes) == {0}) if drain else None,
+                best=min(back), samples=len(back), note=note,
+                extra={"requests": r.requests, "failed": r.failed}))
+    return results
 
 
 HEADER = ("| server | drain_delay | requests | failed | restarts | back in rotation (mean, max) "

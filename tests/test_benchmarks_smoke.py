@@ -12,7 +12,18 @@ from typing import Any
 
 import pytest
 
-from benchmarks import MODULES, Result, fallback, influx, leakcheck, overhead, shutdown, spool, startup
+from benchmarks import (
+    MODULES,
+    Result,
+    fallback,
+    influx,
+    leakcheck,
+    overhead,
+    rolling_restart,
+    shutdown,
+    spool,
+    startup,
+)
 from benchmarks._report import Section, console, document, machine
 from benchmarks._servers import Pool
 
@@ -48,6 +59,12 @@ def test_fallback(postgres: Any, closed_port: tuple[str, int],
     results = fallback.run("smoke", pool=pool)
     check(results, "fallback")
     assert {r.note.split(";")[0] for r in results} == {"winner: sqlite", "winner: postgres"}
+
+
+def test_rolling_restart(haproxy: Any) -> None:
+    results = rolling_restart.run("smoke", balancer_factory=haproxy)
+    check(results, "rolling_restart")
+    assert all(r.met for r in results), results  # no failed request with a drain
 
 
 def test_every_module_is_listed() -> None:

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from functools import partial
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 
 from lifecycle import Fallback, StartupError, Supervisor
@@ -222,6 +224,13 @@ async def test_the_probes_mount_as_an_asgi_app_or_an_aiohttp_sub_app() -> None:
             assert (await get(session, f"{svc.url}/readyz"))[0] == 404
             async with session.head(f"{svc.url}/health/livez") as resp:
                 assert resp.status == 200 and await resp.read() == b""
+
+
+def test_on_trio_the_start_fails_saying_the_servers_need_asyncio() -> None:
+    sup = Supervisor([ASGIService(starlette_app(Signals()), port=0)])
+    report = anyio.run(partial(sup.serve, handle_signals=False), backend="trio")
+    assert report.startup["web"].outcome == "error"
+    assert "runs on asyncio only" in (report.startup["web"].error or "")
 
 
 def test_a_bad_probe_table_or_server_name_is_a_config_error() -> None:

@@ -119,6 +119,11 @@ class WebService(Service):
         raise NotImplementedError
 
     async def start(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(f"{type(self).__name__} runs on asyncio only (uvicorn, aiohttp and "
+                               "the hypercorn driver here): run the supervisor on asyncio") from None
         backend = self._make_backend()  # first: a missing server package leaks no socket
         sock = bind(self.host, self.requested_port, self.backlog)
         try:
