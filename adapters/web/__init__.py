@@ -76,7 +76,7 @@ class ASGIService(WebService):
         self.server_options = dict(server_options or {})
 
     def _make_backend(self) -> Backend:
-        app = with_probes(self.app, lambda: self.supervisor, self._probe_option)
+        app = with_probes(self.app, lambda: self.supervisor, self.probes)
         if self.server == "uvicorn":
             from ._uvicorn import UvicornBackend
 
@@ -109,5 +109,5 @@ class AioHTTPService(WebService):
     def _make_backend(self) -> Backend:
         from ._aiohttp import AioHTTPBackend
 
-        return AioHTTPBackend(self.app, lambda: self.supervisor, self._probe_option,
+        return AioHTTPBackend(self.app, lambda: self.supervisor, self.probes,
                               self.runner_options)

@@ -95,8 +95,8 @@ class WebService(Service):
         self.host = host
         self.requested_port = port
         self.port: int | None = None
-        self.probes = probe_routes(probes)  # validated now: a bad path is a ConfigError
-        self._probe_option = probes
+        probe_routes(probes)  # validated now: a bad probe table is a ConfigError
+        self.probes = probes
         self.backlog = backlog
         self.stop_stages = (Stage("stop_accepting", self.stop_accepting_timeout),
                             Stage("finish_requests", graceful_timeout),
