@@ -19,6 +19,7 @@ import contextlib
 import json
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -121,9 +122,12 @@ class Load:
     failed: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     stop: threading.Event = field(default_factory=threading.Event)
+    seconds: float = 0.0  # how long the load ran
 
     def run(self) -> None:
+        began = time.monotonic()
         asyncio.run(self._main())
+        self.seconds = time.monotonic() - began
 
     async def _main(self) -> None:
         import aiohttp
@@ -168,7 +172,7 @@ class RollingResult:
     back_in_rotation: list[float]  # seconds from a new process's spawn to haproxy's UP
     stop_seconds: list[float]  # seconds from SIGTERM to the process's exit
     reports_ok: bool
-    elapsed: float
+    load_seconds: float
 
     def row(self) -> str:
         back = max(self.back_in_rotation) if self.back_in_rotation else float("nan")
@@ -195,7 +199,6 @@ def rolling_restart(server: str, *, drain: float, min_requests: int, rate: float
     stops: list[float] = []
     reports_ok = True
     restarts = 0
-    began = time.monotonic()
     with contextlib.ExitStack() as stack:
         if balancer_factory is None:
             balancer = stack.enter_context(HAProxy(ports))
@@ -230,7 +233,7 @@ def rolling_restart(server: str, *, drain: float, min_requests: int, rate: float
             for app in apps.values():
                 app.close()
     return RollingResult(server, drain, load.sent, load.failed, dict(load.failures), restarts,
-                         codes, back, stops, reports_ok, time.monotonic() - began)
+                         codes, back, stops, reports_ok, load.seconds)
 
 
 def _sizes(size: Size) -> tuple[tuple[str, ...], int]:
@@ -248,12 +251,13 @@ def run(size: Size, balancer_factory: Callable[[dict[str, int]], Any] | None = N
                                 min_requests=requests if drain else requests // 4,
                                 balancer_factory=balancer_factory)
             back = r.back_in_rotation
-            note = (f"{r.requests:,} requests, **{r.failed:,} failed**"
+            note = (f"{r.requests:,} requests ({r.requests / r.load_seconds:.0f}/s), **{r.failed:,} failed**"
                     + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(r.failures.items()))})"
                        if r.failures else "")
-                    + f", {r.restarts} restarts, exit codes {sorted(set(r.exit_codes))}")
+                    + f", {r.restarts} restarts, SIGTERM to exit {statistics.median(r.stop_seconds):.2f} s"
+                    f" (median), exit codes {sorted(set(r.exit_codes))}")
             results.append(Result(
-                NAME, f"{server}, drain_delay={drain:g}s", sum(back) / len(back), "s",
+                NAME, f"{server}, drain_delay={drain:g}s", statistics.median(back), "s",
                 goal="0 failed requests, exit 0" if drain else "",
                 met=(r.failed == 0 and set(r.exit_codes) == {0}) if drain else None,
                 best=min(back), samples=len(back), note=note,
