@@ -59,9 +59,11 @@ class ASGIService(WebService):
 
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 8000, *,
                  server: str = "uvicorn", lifespan: str = "auto",
-                 probes: bool | Mapping[str, str | None] = True,
+                 probes: bool | Mapping[str, str | None] = True, graceful_timeout: float = 10.0,
+                 lifespan_timeout: float = 5.0, backlog: int = 1024,
                  server_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(host, port, probes=probes, **kwargs)
+        super().__init__(host, port, probes=probes, graceful_timeout=graceful_timeout,
+                         lifespan_timeout=lifespan_timeout, backlog=backlog, **kwargs)
         if server not in SERVERS:
             raise ConfigError(f"ASGIService {self.name!r}: server must be one of {SERVERS}, "
                               f"got {server!r}")
@@ -94,9 +96,11 @@ class AioHTTPService(WebService):
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000, *,
-                 probes: bool | Mapping[str, str | None] = True,
+                 probes: bool | Mapping[str, str | None] = True, graceful_timeout: float = 10.0,
+                 lifespan_timeout: float = 5.0, backlog: int = 1024,
                  runner_options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(host, port, probes=probes, **kwargs)
+        super().__init__(host, port, probes=probes, graceful_timeout=graceful_timeout,
+                         lifespan_timeout=lifespan_timeout, backlog=backlog, **kwargs)
         if not callable(app) and type(app).__name__ != "Application":
             raise ConfigError(f"AioHTTPService {self.name!r}: app must be an aiohttp "
                               f"web.Application or a factory, got {app!r}")
