@@ -145,10 +145,14 @@ hooks = st.builds(Hook, st.sampled_from(BEHAVIOURS), hold)
 @st.composite
 def scenarios(draw: st.DrawFn, max_services: int = 30) -> Scenario:
     n = draw(st.integers(1, max_services))
+    chain = draw(st.booleans())  # a chain is where the close's bound was once lost
     specs: list[Spec] = []
     for i in range(n):
         earlier = [s.name for s in specs]
-        deps = draw(st.lists(st.sampled_from(earlier), max_size=3, unique=True)) if earlier else []
+        if chain:
+            deps = earlier[-1:]
+        else:
+            deps = draw(st.lists(st.sampled_from(earlier), max_size=3, unique=True)) if earlier else []
         stages = draw(st.lists(st.tuples(st.floats(0.05, 0.5), hooks), min_size=1, max_size=3))
         run = Hook(draw(st.sampled_from(RUN_BEHAVIOURS)), draw(hold))
         specs.append(Spec(f"svc{i}", tuple(deps), draw(st.booleans()), draw(st.floats(0.05, 0.5)),
