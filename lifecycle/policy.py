@@ -67,7 +67,8 @@ class RestartPolicy:
         cap = check_timeout(self.backoff[1], "RestartPolicy backoff cap")
         if cap < first:
             raise ConfigError(f"RestartPolicy backoff cap {cap} is below its first delay {first}")
-        if not 0.0 <= self.jitter <= 1.0:
+        jitter = self.jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0.0 <= jitter <= 1.0:
             raise ConfigError(f"RestartPolicy(jitter=...) must be within [0, 1], got {self.jitter!r}")
         for knob in ("max_restarts", "max_recoveries"):
             count = getattr(self, knob)

@@ -9,7 +9,7 @@ import math
 import signal
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -84,6 +84,10 @@ class Supervisor:
     def __init__(self, services: Sequence[Service], *, shutdown_timeout: float = 25.0,
                  drain_delay: float = 0.0, leak_check: Any = True, name: str = "app",
                  log_report: bool = True) -> None:
+        if isinstance(services, (Service, str, bytes)) or not isinstance(services, Iterable):
+            raise ConfigError(f"Supervisor(services) must be a list of services, got {services!r}")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"Supervisor name must be a non-empty string, got {name!r}")
         self.services = list(services)
         _check_leak_option(leak_check)
         self._by_name = validate(self.services, shutdown_timeout, drain_delay)

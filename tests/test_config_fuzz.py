@@ -112,6 +112,14 @@ def bad_stage_list(draw: st.DrawFn, services: list[Service]) -> Broken:
     return services, {}, victim.name
 
 
+def stage_named_after_a_helper(draw: st.DrawFn, services: list[Service]) -> Broken:
+    helper = draw(st.sampled_from(["sleep", "spawn", "spawn_thread", "ticks", "dependency",
+                                   "request_shutdown", "wait_shutdown"]))
+    victim = Plain(name="clash")
+    victim.stop_stages = (Stage(helper, 1.0),)
+    return [*services, victim], {}, "clash"
+
+
 def stages_over_budget(draw: st.DrawFn, services: list[Service]) -> Broken:
     victim = Staged(name="heavy")
     victim.stop_stages = (Stage("drain", 8.0), Stage("close", 8.0))
@@ -148,7 +156,8 @@ def sync_every_body(draw: st.DrawFn, services: list[Service]) -> Broken:
 BREAKERS: list[Breaker] = [
     bad_seconds_attribute, bad_threshold, unknown_dependency, dependency_cycle,
     bad_depends_on_entry, duplicate_name, same_instance_twice, instance_in_a_fallback_too,
-    not_a_service, bad_stage_list, stages_over_budget, bad_supervisor_argument, sync_hook,
+    not_a_service, bad_stage_list, stage_named_after_a_helper, stages_over_budget,
+    bad_supervisor_argument, sync_hook,
     sync_every_body,
 ]
 
@@ -160,7 +169,7 @@ BAD_POLICIES: list[dict[str, Any]] = [
     {"window": 0}, {"window": "60"},
 ]
 BAD_STAGES: list[tuple[Any, Any]] = [
-    ("", 1.0), ("not an identifier", 1.0), ("tasks", 1.0), ("sleep", 1.0), ("spawn", 1.0),
+    ("", 1.0), ("not an identifier", 1.0), ("tasks", 1.0), ("threads", 1.0),
     ("flush", 0), ("flush", math.nan), ("flush", "2"), (5, 1.0),
 ]
 
