@@ -353,7 +353,7 @@ class ServiceRuntime:
         records: dict[str, StageRecord] = {}
         host = self.host
         if host is not None:  # stays reachable for a forced shutdown until it is closed
-            first = stages[0].timeout
+            first = svc.tasks_deadline()
             wait = min(first, max(deadline.remaining(), 0.0))
             res = await host.close(wait, deadline.grace_after(wait))
             self.host = None
@@ -385,7 +385,7 @@ class ServiceRuntime:
             records[stage.name] = self._record(stage.name, stage.timeout, res,
                                                self._explain(res, f"{stage.name}()", wait))
         if self.threads.items:
-            own_end = began + sum(s.timeout for s in stages)
+            own_end = began + sum(s.timeout for s in stages) + (svc.tasks_timeout or 0.0)
             t0 = now()
             alive = await self.threads.join(min(own_end - t0, deadline.remaining()), forced)
             res = Result(ABANDONED if alive else OK, now() - t0,

@@ -74,13 +74,15 @@ def fit_stages(service: Service, budget: float, listed_as: str | None = None) ->
         return None
     declared = service._declared_stages()
     work = [s for s in declared if service.does_work(s) or not s.default]
-    explicit = sum(s.timeout for s in work if not s.default)
+    tasks = float(service.tasks_timeout or 0.0)  # set, it is explicit and counts too
+    explicit = sum(s.timeout for s in work if not s.default) + tasks
     defaults = sum(s.timeout for s in work if s.default)
     who = f"service {service.name!r}"
     if listed_as is not None and listed_as != service.name:
         who = f"service {listed_as!r} (candidate {service.name!r})"
     if explicit > budget:
-        raise ConfigError(f"{who}: stop stages add up to {explicit:g} s, more than "
+        what = "tasks_timeout and stop stages" if tasks else "stop stages"
+        raise ConfigError(f"{who}: {what} add up to {explicit:g} s, more than "
                           f"shutdown_timeout={budget:g} s")
     room = budget - explicit
     if defaults and room <= 0:

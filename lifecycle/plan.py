@@ -37,7 +37,7 @@ class StopStep:
     service: str
     wave: int  # 1: nothing depends on it, stops first; n: after everything in waves < n
     after: list[str]  # the services that must have stopped first (its dependents)
-    stages: list[tuple[str, float]]  # with "tasks" first when run() or @every loops exist
+    stages: list[tuple[str, float]]  # "tasks" first when run(), loops or tasks_timeout exist
     worst_begin: float  # worst case: seconds after shutdown began
     worst_end: float
 
@@ -110,11 +110,11 @@ def _reserved(member: Service) -> list[tuple[str, float]]:
 def _stop_stages(svc: Service) -> list[tuple[str, float]]:
     """The close of ``svc`` (a Fallback's: its longest-closing candidate's)."""
     owner = max(_members(svc), key=lambda m: sum(t for _, t in _reserved(m)))
-    declared = owner.stages()
     stages = _reserved(owner)
-    if any(m.has_run or m.loops for m in _members(svc)):
-        # run()/loops get the first stage's time
-        stages.insert(0, ("tasks", float(declared[0].timeout)))
+    members = _members(svc)
+    if any(m.has_run or m.loops or m.tasks_timeout is not None for m in members):
+        # run()/loops get tasks_timeout, or else the first stage's time
+        stages.insert(0, ("tasks", max(m.tasks_deadline() for m in members)))
     return stages
 
 

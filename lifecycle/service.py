@@ -58,6 +58,9 @@ class Service:
     start_timeout: float = 10.0
     stop_timeout: float = 5.0
     stop_stages: tuple[Stage, ...] | None = None
+    #: Seconds ``run()``, loops and spawned tasks get to end at close; None: the first
+    #: stop stage's deadline (see docs/scheduling.md).
+    tasks_timeout: float | None = None
     optional: bool = False
     restart: RestartPolicy = RestartPolicy()
     check_interval: float = 10.0
@@ -89,14 +92,15 @@ class Service:
                  optional: bool | None = None, restart: RestartPolicy | None = None,
                  check_interval: float | None = None, check_timeout: float | None = None,
                  failure_threshold: int | None = None, grace_period: float | None = None,
-                 cooldown: float | None = None) -> None:
+                 cooldown: float | None = None, tasks_timeout: float | None = None) -> None:
         self.name = name if name is not None else (type(self).name or snake_case(type(self).__name__))
         deps = type(self).depends_on if depends_on is None else depends_on
         self.depends_on = (deps,) if isinstance(deps, str) else tuple(deps)
         overrides = {"start_timeout": start_timeout, "stop_timeout": stop_timeout,
                      "optional": optional, "restart": restart, "check_interval": check_interval,
                      "check_timeout": check_timeout, "failure_threshold": failure_threshold,
-                     "grace_period": grace_period, "cooldown": cooldown}
+                     "grace_period": grace_period, "cooldown": cooldown,
+                     "tasks_timeout": tasks_timeout}
         for attr, value in overrides.items():
             if value is not None:
                 setattr(self, attr, value)
@@ -154,6 +158,11 @@ class Service:
     def does_work(self, stage: Stage) -> bool:
         """False for the inherited no-op ``stop()``: it reserves no time of the budget."""
         return not (stage.name == "stop" and type(self).stop is Service.stop)
+
+    def tasks_deadline(self) -> float:
+        """Seconds the owned tasks get at close: ``tasks_timeout``, else the first stage's."""
+        own = self.tasks_timeout
+        return float(own) if own is not None else float(self.stages()[0].timeout)
 
     @property
     def has_run(self) -> bool:
@@ -255,7 +264,8 @@ class Service:
               name: str | None = None) -> None:
         """Run ``async_fn(*args)`` as a task owned by this service.
 
-        It gets the first stop stage's time to end after shutdown is announced, then is
+        It gets ``tasks_timeout`` (default: the first stop stage's deadline) to end after
+        shutdown is announced, then is
         cancelled; an exception is logged and recorded in the report, never lost.
         """
         label = name or str(getattr(async_fn, "__name__", "task"))
@@ -337,6 +347,8 @@ def validate_service(service: Service) -> None:
         if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
             continue  # zero grace or cooldown is allowed
         check_timeout(getattr(service, attr), f"{who}: {attr}")
+    if service.tasks_timeout is not None:
+        check_timeout(service.tasks_timeout, f"{who}: tasks_timeout")
     threshold = service.failure_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ConfigError(f"{who}: failure_threshold must be an int >= 1, got {threshold!r}")
