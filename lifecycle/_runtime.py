@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -35,6 +35,9 @@ from .policy import RestartBudget
 from .report import Attempt, LifecycleReport, RestartRecord, StageRecord, StartRecord
 from .service import Service, ServiceState
 
+if TYPE_CHECKING:
+    from .strategy import Cascades
+
 log = logging.getLogger("lifecycle")
 
 #: Exceptions that ask the process to exit. Raised inside a service's tasks they end that
@@ -48,6 +51,7 @@ class Core(Protocol):
     jobs: Jobs
     report: LifecycleReport
     origin: float  # now() when the supervisor began; report offsets count from it
+    cascades: Cascades  # the restart strategy
 
     def emit(self, event: Event) -> None: ...
     def scrub(self, text: str | None) -> str | None: ...
@@ -249,12 +253,17 @@ class ServiceRuntime:
             delay = policy.delay(streak - 1)  # the backoff starts again after a stable run
             attempt += 1
             reason = self.core.describe(error) if failed else "ended"
+            cascade = failed and where == "run" and self.core.cascades.cascades(self)
             if failed:
-                self.core.record_failure(self.name, where, error, f"restart #{attempt} in {delay:.2f}s")
+                self.core.record_failure(self.name, where, error, f"restart #{attempt} in {delay:.2f}s"
+                                         + (" with the services that restart with it" if cascade else ""))
             offset = now() - self.core.origin
             self.core.report.restarts.append(
                 RestartRecord(self.name, where, attempt, delay, reason or "", began=offset))
             self.core.emit(ServiceRestarting(self.name, where=where, attempt=attempt, delay=delay))
+            if cascade:  # the restart strategy stops and starts it with its group
+                await self.core.cascades.restart_soon(self, where, delay)
+                return
             if not await svc.sleep(delay):
                 return
 
@@ -302,13 +311,24 @@ class ServiceRuntime:
             await host.close(0.0, ABANDON_GRACE)
 
     async def restart(self) -> tuple[str, str | None]:
-        """Stop this service (tasks, stages) and start it again; for health recovery."""
-        svc = self.active
-        svc._announce_stop()
+        """Stop this service (tasks, stages) and start it again; for health recovery.
+
+        The restart strategy may restart other services with it (``lifecycle.strategy``).
+        """
+        return await self.core.cascades.restart(self, "health")
+
+    async def stop_for_restart(self) -> list[StageRecord]:
+        """Stop owned work and run the stop stages (each under its own deadline); the
+        unclean records."""
+        self.active._announce_stop()
         self.threads.announce()
         stops = await self.close(UNBOUNDED, lambda: self.core.shutdown_requested)
         self.stopped_for_restart = True
-        bad = [r for r in stops.values() if not r.clean]
+        return [r for r in stops.values() if not r.clean]
+
+    async def start_again(self, work: bool = True) -> tuple[str, str | None]:
+        """``start()`` after :meth:`stop_for_restart`, then (``work``) run() and loops."""
+        svc = self.active
         if self.core.shutdown_requested:
             return SKIPPED, "shutdown began during the restart"
         svc._announce_stop(False)
@@ -326,9 +346,11 @@ class ServiceRuntime:
             return res.outcome, error
         self.stopped_for_restart = False
         svc.state = ServiceState.RUNNING
-        self.start_work()
-        note = ", ".join(f"{r.stage} {r.outcome}" for r in bad)
-        return OK, (f"stop before restart: {note}" if note else None)
+        if self.core.shutdown_requested:
+            svc._announce_stop()  # started, but the close is next: no work to begin
+        elif work:
+            self.start_work()
+        return OK, None
 
     # ----- close ----------------------------------------------------------------------
     def announce(self) -> None:

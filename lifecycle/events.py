@@ -139,3 +139,53 @@ class ServiceEscalated(Event):
     where: str = ""  # "run", "loop <name>" or "health"
     reason: str = ""
     action: str = ""
+
+
+@dataclass(frozen=True)
+class CascadeRestarting(Event):
+    """A restart strategy restarts ``services`` with ``service`` (whose ``where`` failed).
+
+    ``services`` is the whole group in start order, ``service`` included: they are stopped in
+    the reverse order, then started in this one.
+    """
+
+    strategy: str = ""
+    where: str = ""  # "run" or "health"
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CascadeRestarted(Event):
+    """The end of a restart cascade: ``outcome`` ok, failed (a member did not start again,
+    or gave up) or skipped (shutdown began)."""
+
+    strategy: str = ""
+    outcome: str = ""
+    elapsed: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReloadRequested(Event):
+    """SIGHUP or ``request_reload()``: the services with a ``reload()`` hook reload."""
+
+    reason: str = ""
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceReloaded(Event):
+    """One service's ``reload()`` ended (``outcome`` ok, error, timeout, abandoned, skipped)."""
+
+    outcome: str = ""
+    elapsed: float = 0.0
+    deadline: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ReloadFinished(Event):
+    """Every reload of one request ended; ``failed`` names the services whose reload did not."""
+
+    failed: tuple[str, ...] = ()
+    elapsed: float = 0.0

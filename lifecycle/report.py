@@ -156,6 +156,34 @@ class ServiceCounts:
 
 
 @dataclass
+class CascadeRecord:
+    """A restart strategy restarted ``services`` (start order) because ``service`` restarted."""
+
+    service: str
+    strategy: str
+    where: str
+    services: list[str]
+    outcome: str = "ok"
+    error: str | None = None
+    began: float = 0.0
+    elapsed: float = 0.0
+
+
+@dataclass
+class ReloadRecord:
+    """One service's ``reload()``: SIGHUP or ``Supervisor.request_reload()``."""
+
+    service: str
+    outcome: str
+    elapsed: float
+    deadline: float
+    error: str | None = None
+    stack: str | None = None
+    began: float = 0.0
+    reason: str = ""
+
+
+@dataclass
 class LifecycleReport:
     """What happened. ``failures`` and ``restarts`` keep the first and last few records of
     each service (``History``); ``counts`` has the exact numbers; ``health`` the last health
@@ -166,6 +194,8 @@ class LifecycleReport:
     shutdown: dict[str, dict[str, StageRecord]] = field(default_factory=dict)
     failures: History[FailureRecord] = field(default_factory=History)
     restarts: History[RestartRecord] = field(default_factory=History)
+    cascades: History[CascadeRecord] = field(default_factory=History)
+    reloads: History[ReloadRecord] = field(default_factory=History)
     counts: dict[str, ServiceCounts] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -184,6 +214,8 @@ class LifecycleReport:
     def __post_init__(self) -> None:
         self.failures = History(self.failures, on_add=self._count_failure)
         self.restarts = History(self.restarts, on_add=self._count_restart)
+        self.cascades = History(self.cascades)
+        self.reloads = History(self.reloads)
 
     def service_counts(self, service: str) -> ServiceCounts:
         """The counters of ``service`` (created at its first count)."""
@@ -267,8 +299,11 @@ class LifecycleReport:
             "shutdown": {k: {s: asdict(r) for s, r in v.items()} for k, v in self.shutdown.items()},
             "failures": self.failures.to_list(asdict),
             "restarts": self.restarts.to_list(asdict),
+            "cascades": self.cascades.to_list(asdict),
+            "reloads": self.reloads.to_list(asdict),
             "counts": {k: asdict(v) for k, v in self.counts.items()},
             "omitted": {"failures": self.failures.omitted(), "restarts": self.restarts.omitted(),
+                        "cascades": self.cascades.omitted(), "reloads": self.reloads.omitted(),
                         "kept_per_service": {"first": KEEP_FIRST, "last": KEEP_LAST}},
             "health": {k: dict(v) for k, v in self.health.items()},
             "details": self.details,
@@ -342,7 +377,9 @@ class LifecycleReport:
             lines += _table(rows)
         sections: tuple[tuple[str, History[Any], Callable[[Any], str]], ...] = (
             ("failures while running", self.failures, _failure_line),
-            ("restarts and recoveries", self.restarts, _restart_line))
+            ("restarts and recoveries", self.restarts, _restart_line),
+            ("restart cascades", self.cascades, _cascade_line),
+            ("reloads", self.reloads, _reload_line))
         for title, history, show in sections:
             if not history:
                 continue
@@ -361,6 +398,17 @@ def _failure_line(f: FailureRecord) -> str:
 def _restart_line(r: RestartRecord) -> str:
     return f"{r.service} {r.where} #{r.attempt}: {r.reason} -> {r.outcome}" + (
         f" ({r.error})" if r.error else "")
+
+
+def _cascade_line(c: CascadeRecord) -> str:
+    return (f"{c.service} {c.where} ({c.strategy}): stopped {', '.join(reversed(c.services))}; "
+            f"started {', '.join(c.services)} -> {c.outcome}" + (f" ({c.error})" if c.error else ""))
+
+
+def _reload_line(r: ReloadRecord) -> str:
+    line = (f"{r.service}.reload: {r.outcome} after {r.elapsed:.2f}s (deadline {r.deadline:g}s)"
+            + (f": {r.error}" if r.error else ""))
+    return "\n".join([line, *_indent(r.stack)])
 
 
 def _health_note(view: dict[str, Any] | None) -> str:

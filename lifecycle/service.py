@@ -63,6 +63,8 @@ class Service:
     tasks_timeout: float | None = None
     optional: bool = False
     restart: RestartPolicy = RestartPolicy()
+    #: Which services restart with this one; None: the supervisor's ``restart_strategy``.
+    restart_strategy: str | None = None
     check_interval: float = 10.0
     check_timeout: float = 5.0
     failure_threshold: int = 3
@@ -92,7 +94,8 @@ class Service:
                  optional: bool | None = None, restart: RestartPolicy | None = None,
                  check_interval: float | None = None, check_timeout: float | None = None,
                  failure_threshold: int | None = None, grace_period: float | None = None,
-                 cooldown: float | None = None, tasks_timeout: float | None = None) -> None:
+                 cooldown: float | None = None, tasks_timeout: float | None = None,
+                 restart_strategy: str | None = None) -> None:
         self.name = name if name is not None else (type(self).name or snake_case(type(self).__name__))
         deps = type(self).depends_on if depends_on is None else depends_on
         self.depends_on = (deps,) if isinstance(deps, str) else tuple(deps)
@@ -100,7 +103,7 @@ class Service:
                      "optional": optional, "restart": restart, "check_interval": check_interval,
                      "check_timeout": check_timeout, "failure_threshold": failure_threshold,
                      "grace_period": grace_period, "cooldown": cooldown,
-                     "tasks_timeout": tasks_timeout}
+                     "tasks_timeout": tasks_timeout, "restart_strategy": restart_strategy}
         for attr, value in overrides.items():
             if value is not None:
                 setattr(self, attr, value)
@@ -349,6 +352,10 @@ def validate_service(service: Service) -> None:
         check_timeout(getattr(service, attr), f"{who}: {attr}")
     if service.tasks_timeout is not None:
         check_timeout(service.tasks_timeout, f"{who}: tasks_timeout")
+    if service.restart_strategy is not None:
+        from .strategy import check_strategy
+
+        check_strategy(service.restart_strategy, f"{who}: restart_strategy")
     threshold = service.failure_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ConfigError(f"{who}: failure_threshold must be an int >= 1, got {threshold!r}")

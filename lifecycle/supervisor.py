@@ -50,6 +50,7 @@ from .graph import dependents, validate
 from .logs import log_events
 from .report import FailureRecord, LifecycleReport, StartRecord
 from .service import Kind, Service, ServiceState, check_kind
+from .strategy import Cascades, check_strategy
 from .systemd import Notifier
 
 log = logging.getLogger("lifecycle")
@@ -83,7 +84,7 @@ class Supervisor:
 
     def __init__(self, services: Sequence[Service], *, shutdown_timeout: float = 25.0,
                  drain_delay: float = 0.0, leak_check: Any = True, name: str = "app",
-                 log_report: bool = True) -> None:
+                 log_report: bool = True, restart_strategy: str = "one_for_one") -> None:
         if isinstance(services, (Service, str, bytes)) or not isinstance(services, Iterable):
             raise ConfigError(f"Supervisor(services) must be a list of services, got {services!r}")
         if not isinstance(name, str) or not name:
@@ -91,6 +92,7 @@ class Supervisor:
         self.services = list(services)
         _check_leak_option(leak_check)
         self._by_name = validate(self.services, shutdown_timeout, drain_delay)
+        self.restart_strategy = check_strategy(restart_strategy, "Supervisor restart_strategy")
         self._dependents = dependents(self._by_name)
         self.shutdown_timeout = float(shutdown_timeout)
         self.drain_delay = float(drain_delay)
@@ -105,6 +107,7 @@ class Supervisor:
         self.origin = 0.0
         self._listeners: list[Listener] = []  # one per subscribe() not yet unsubscribed
         self._runtimes: dict[str, ServiceRuntime] = {}
+        self.cascades = Cascades(self._runtimes, self._by_name, self.restart_strategy)
         self._requested: anyio.Event | None = None
         self._forced: anyio.Event | None = None
         self._early_reason: str | None = None
@@ -338,6 +341,8 @@ class Supervisor:
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         self._runtimes = {name: ServiceRuntime(svc, self) for name, svc in self._by_name.items()}
+        self.cascades = Cascades(self._runtimes, self._by_name, self.restart_strategy,
+                                 lambda: self._requested)
 
     async def _watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(*HANDLED) as signals:
@@ -502,6 +507,7 @@ class Supervisor:
     async def _stop_all(self, deadline: Deadline, was_ready: bool) -> None:
         for rt in self._runtimes.values():
             rt.announce()
+        await self.cascades.close(deadline.remaining())  # a cascade in flight ends its step
         async with anyio.create_task_group() as tg:
             for rt in self._runtimes.values():
                 if rt._monitor_host is not None:

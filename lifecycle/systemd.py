@@ -169,6 +169,8 @@ class Notifier:
             return [f"STATUS=stopping: {name}.{event.stage} {event.outcome}; "
                     f"{self._stopped}/{len(self._running)} services stopped"]
         if isinstance(event, ServiceStopped):
+            if not self._closing:  # stopped by a restart cascade: it starts again
+                return [f"STATUS=restarting: {name} stopped"]
             self._stopped += 1
             return [f"STATUS=stopping: {name} stopped; "
                     f"{self._stopped}/{len(self._running)} services stopped"]
