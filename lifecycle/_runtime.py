@@ -310,12 +310,10 @@ class ServiceRuntime:
             host, self._monitor_host = self._monitor_host, None
             await host.close(0.0, ABANDON_GRACE)
 
-    async def restart(self) -> tuple[str, str | None]:
-        """Stop this service (tasks, stages) and start it again; for health recovery.
-
-        The restart strategy may restart other services with it (``lifecycle.strategy``).
-        """
-        return await self.core.cascades.restart(self, "health")
+    async def restart(self, where: str = "health") -> tuple[str, str | None]:
+        """Stop this service (tasks, stages) and start it again; for health recovery (or a
+        failed reload). The restart strategy may restart others with it (``lifecycle.strategy``)."""
+        return await self.core.cascades.restart(self, where)
 
     async def stop_for_restart(self) -> list[StageRecord]:
         """Stop owned work and run the stop stages (each under its own deadline); the

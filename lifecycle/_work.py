@@ -41,6 +41,10 @@ class WorkHost:
     async def open(self, context: contextvars.Context) -> None:
         """Remember the context; the host task starts with the first spawn (most services
         never spawn anything, and a task per service is most of what a start costs)."""
+        self.bind(context)
+
+    def bind(self, context: contextvars.Context) -> None:
+        """:meth:`open`, for callers that cannot await."""
         self._context = context
 
     async def _host(self) -> None:

@@ -70,6 +70,9 @@ class Service:
     failure_threshold: int = 3
     grace_period: float = 10.0
     cooldown: float = 30.0
+    reload_timeout: float = 10.0
+    #: After a failed reload(): "continue", "restart" or "shutdown" (docs/supervision.md).
+    on_reload_failure: str = "continue"
 
     #: The stages after fitting them into a supervisor's budget (set by its validation).
     _fitted_stages: tuple[Stage, ...] | None = None
@@ -95,7 +98,8 @@ class Service:
                  check_interval: float | None = None, check_timeout: float | None = None,
                  failure_threshold: int | None = None, grace_period: float | None = None,
                  cooldown: float | None = None, tasks_timeout: float | None = None,
-                 restart_strategy: str | None = None) -> None:
+                 restart_strategy: str | None = None, reload_timeout: float | None = None,
+                 on_reload_failure: str | None = None) -> None:
         self.name = name if name is not None else (type(self).name or snake_case(type(self).__name__))
         deps = type(self).depends_on if depends_on is None else depends_on
         self.depends_on = (deps,) if isinstance(deps, str) else tuple(deps)
@@ -103,7 +107,8 @@ class Service:
                      "optional": optional, "restart": restart, "check_interval": check_interval,
                      "check_timeout": check_timeout, "failure_threshold": failure_threshold,
                      "grace_period": grace_period, "cooldown": cooldown,
-                     "tasks_timeout": tasks_timeout, "restart_strategy": restart_strategy}
+                     "tasks_timeout": tasks_timeout, "restart_strategy": restart_strategy,
+                     "reload_timeout": reload_timeout, "on_reload_failure": on_reload_failure}
         for attr, value in overrides.items():
             if value is not None:
                 setattr(self, attr, value)
@@ -127,6 +132,10 @@ class Service:
 
     async def stop(self) -> None:
         """Release resources: the default single stop stage, under ``stop_timeout``."""
+
+    async def reload(self) -> None:
+        """Re-read configuration (SIGHUP, ``request_reload()``), under ``reload_timeout``.
+        Only used when overridden."""
 
     async def check(self) -> bool | Health:
         """Health: True (or a healthy :class:`Health`) when the service works."""
@@ -166,6 +175,10 @@ class Service:
         """Seconds the owned tasks get at close: ``tasks_timeout``, else the first stage's."""
         own = self.tasks_timeout
         return float(own) if own is not None else float(self.stages()[0].timeout)
+
+    @property
+    def has_reload(self) -> bool:
+        return type(self).reload is not Service.reload
 
     @property
     def has_run(self) -> bool:
@@ -346,7 +359,7 @@ def validate_service(service: Service) -> None:
     if service.name in service.depends_on:
         raise ConfigError(f"{who} depends on itself")
     for attr in ("start_timeout", "stop_timeout", "check_interval", "check_timeout",
-                 "grace_period", "cooldown"):
+                 "grace_period", "cooldown", "reload_timeout"):
         if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
             continue  # zero grace or cooldown is allowed
         check_timeout(getattr(service, attr), f"{who}: {attr}")
@@ -356,6 +369,11 @@ def validate_service(service: Service) -> None:
         from .strategy import check_strategy
 
         check_strategy(service.restart_strategy, f"{who}: restart_strategy")
+    from .reload import check_on_reload_failure
+
+    check_on_reload_failure(service.on_reload_failure, f"{who}: on_reload_failure")
+    if service.has_reload and not inspect.iscoroutinefunction(service.reload):
+        raise ConfigError(f"{who}: reload() must be an async def")
     threshold = service.failure_threshold
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         raise ConfigError(f"{who}: failure_threshold must be an int >= 1, got {threshold!r}")

@@ -117,8 +117,13 @@ class Cascades:
         """After ``rt``'s ``run()`` failed: restart its group (the caller's task then ends)."""
         await self._submit(_Request(rt, where, delay))
 
+    def exclusive(self) -> anyio.Lock:
+        """Held while a restart stops or starts services (a reload waits for it)."""
+        return self._guard()
+
     async def restart(self, rt: ServiceRuntime, where: str) -> tuple[str, str | None]:
-        """Restart ``rt`` (a health recovery), with its group if the strategy says so."""
+        """Restart ``rt`` (a health recovery, a failed reload), with its group if the
+        strategy says so."""
         if not self.cascades(rt):
             async with self._guard():
                 return await _restart_alone(rt)
@@ -180,7 +185,7 @@ class Cascades:
         trigger, core = request.rt, request.rt.core
         strategy = self.strategy_of(trigger.name)
         group = self.group(trigger)
-        if len(group) == 1 and request.where == "health":  # the others stopped meanwhile
+        if len(group) == 1 and request.where != "run":  # the others stopped meanwhile
             return await _restart_alone(trigger)
         names = [rt.name for rt in group]
         began = now()
@@ -217,7 +222,7 @@ class Cascades:
         for rt in reversed(group):
             if self._stopping(trigger):
                 return SKIPPED, "shutdown began during the cascade"
-            if not (rt is trigger and request.where == "health"):
+            if not (rt is trigger and request.where != "run"):
                 await rt.close_monitor()  # the trigger's own monitor is what asked for this
             bad = await rt.stop_for_restart()
             core.emit(ServiceStopped(rt.name, clean=not bad))
@@ -238,7 +243,7 @@ class Cascades:
             if blocked:
                 why = f"dependency {', '.join(map(repr, blocked))} did not start again"
                 rt.active.state = ServiceState.FAILED
-                if rt is trigger and request.where == "health":
+                if rt is trigger and request.where != "run":
                     request.outcome = (SKIPPED, why)  # its monitor decides what follows
                 else:
                     rt.escalate("cascade", RuntimeError(why), why)
@@ -255,7 +260,7 @@ class Cascades:
                     0.0, f"{trigger.name} {request.where} restarted ({self.strategy_of(trigger.name)})",
                     outcome, error, began - core.origin))
             if outcome != OK:
-                if outcome != SKIPPED and not (rt is trigger and request.where == "health"):
+                if outcome != SKIPPED and not (rt is trigger and request.where != "run"):
                     rt.escalate("cascade", RuntimeError(error or outcome),
                                 f"start after the restart of {trigger.name!r} {outcome}")
                 failed.append(rt.name)
@@ -266,7 +271,7 @@ class Cascades:
             if self._stopping(trigger):
                 break
             rt.start_work()
-            if not (rt is trigger and request.where == "health"):
+            if not (rt is trigger and request.where != "run"):
                 await rt.start_monitor()
         if failed:
             return "failed", f"did not start again: {', '.join(failed)}"

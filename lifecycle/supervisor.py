@@ -48,6 +48,7 @@ from .events import (
 from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import log_events
+from .reload import Reloader
 from .report import FailureRecord, LifecycleReport, StartRecord
 from .service import Kind, Service, ServiceState, check_kind
 from .strategy import Cascades, check_strategy
@@ -108,6 +109,7 @@ class Supervisor:
         self._listeners: list[Listener] = []  # one per subscribe() not yet unsubscribed
         self._runtimes: dict[str, ServiceRuntime] = {}
         self.cascades = Cascades(self._runtimes, self._by_name, self.restart_strategy)
+        self.reloads = Reloader(self)
         self._requested: anyio.Event | None = None
         self._forced: anyio.Event | None = None
         self._early_reason: str | None = None
@@ -229,6 +231,14 @@ class Supervisor:
             self._requested.set()
         self.emit(ShutdownRequested(None, reason=reason))
 
+    def request_reload(self, reason: str = "requested") -> None:
+        """Reload every service that has a ``reload()`` hook, as SIGHUP does (any thread)."""
+        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
+            with contextlib.suppress(RunFinishedError):
+                anyio.from_thread.run_sync(self.reloads.request, reason, token=self._token)
+            return
+        self.reloads.request(reason)
+
     def run(self, *, backend: str = "asyncio", handle_signals: bool = True,
             exit_on_stuck_threads: bool = True) -> LifecycleReport:
         """Blocking entry point for ``main()``: serve until a signal or a shutdown request.
@@ -262,6 +272,7 @@ class Supervisor:
             if handle_signals and threading.current_thread() is threading.main_thread():
                 await tg.start(self._watch_signals)
                 tg.start_soon(self._guard_handlers)
+                await tg.start(self.reloads.watch_sighup)
             notifier = Notifier.from_env()
             if notifier is not None:  # only under systemd (NOTIFY_SOCKET set)
                 await tg.start(notifier.run, self)
@@ -507,6 +518,7 @@ class Supervisor:
     async def _stop_all(self, deadline: Deadline, was_ready: bool) -> None:
         for rt in self._runtimes.values():
             rt.announce()
+        await self.reloads.close()
         await self.cascades.close(deadline.remaining())  # a cascade in flight ends its step
         async with anyio.create_task_group() as tg:
             for rt in self._runtimes.values():

@@ -6,6 +6,8 @@ supervisor starts :meth:`Notifier.run` before startup; it then tells systemd:
 - ``STATUS=...`` as services start and stop (shown by ``systemctl status``);
 - ``READY=1`` once every service is running (``systemctl start`` returns then);
 - ``STOPPING=1`` the moment shutdown begins;
+- ``RELOADING=1`` with ``MONOTONIC_USEC=`` when a reload (SIGHUP) begins, ``READY=1`` when it
+  ended (``Type=notify-reload``);
 - ``WATCHDOG=1`` every ``WATCHDOG_USEC / 2`` from the event loop itself, so a loop blocked
   by a synchronous call stops the pings and systemd kills and restarts the process. Only
   when ``WATCHDOG_PID`` is unset or names this process.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -30,6 +33,8 @@ from .events import (
     Event,
     HealthAlert,
     HealthRestored,
+    ReloadFinished,
+    ReloadRequested,
     ServiceFailed,
     ServiceRecovering,
     ServiceRestarting,
@@ -66,6 +71,11 @@ def watchdog_interval(environ: Mapping[str, str], pid: int | None = None) -> flo
     except ValueError:
         return None
     return micros / 2e6 if micros > 0 else None
+
+
+def monotonic_usec() -> int:
+    """CLOCK_MONOTONIC in microseconds, as systemd wants it with ``RELOADING=1``."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
 
 
 class Notifier:
@@ -185,6 +195,14 @@ class Notifier:
         if isinstance(event, HealthRestored) and not self._closing:
             return [f"STATUS=running {len(self._running)}/{self._total} services "
                     f"({name} healthy again)"]
+        if isinstance(event, ReloadRequested):
+            what = ", ".join(event.services) or "nothing to reload"
+            return ["RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}",
+                    f"STATUS=reloading: {what}"]
+        if isinstance(event, ReloadFinished):
+            failed = f"; reload failed: {', '.join(event.failed)}" if event.failed else ""
+            return ["READY=1", f"STATUS=running {len(self._running)}/{self._total} services "
+                               f"(reloaded in {event.elapsed:.2f}s{failed})"]
         if isinstance(event, Stopped):
             return [f"STATUS=stopped (exit code {event.exit_code})"]
         return []

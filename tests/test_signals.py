@@ -24,8 +24,8 @@ class App:
     """The app in a subprocess, with its stdout read line by line in a thread."""
 
     def __init__(self, mode: str, backend: str, *, script: Path = APP, stdin: Any = None,
-                 merge_stderr: bool = False) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+                 merge_stderr: bool = False, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         stderr = subprocess.STDOUT if merge_stderr else subprocess.PIPE
         self.proc = subprocess.Popen([sys.executable, str(script), mode, backend], stdin=stdin,
                                      stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
