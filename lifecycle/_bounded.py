@@ -180,6 +180,8 @@ class Job:
         self._cancel_requested = False
         self._coro: object = None
         self._task: object = None
+        self.began = 0.0  # now() when it started, and its deadline (for progress reports)
+        self.deadline = 0.0
 
     def start(self, context: contextvars.Context) -> None:
         self._task = spawn_detached(self._main, context, self.label)
@@ -232,6 +234,12 @@ class Jobs:
         self.interrupted = True
         self.interrupt_active()
 
+    def in_flight(self) -> list[tuple[str, float, float]]:
+        """What user code runs now: ``(label, seconds so far, deadline)``, oldest first."""
+        at = now()
+        return sorted(((job.label, at - job.began, job.deadline) for job in self._active),
+                      key=lambda flight: -flight[1])
+
     def interrupt_active(self) -> None:
         """Cancel what is in flight now (e.g. the starts, when shutdown is asked mid-startup)."""
         for job in list(self._active):
@@ -245,6 +253,7 @@ class Jobs:
         if self.interrupted:
             return Result(SKIPPED, 0.0)
         job = Job(fn, args, label)
+        job.began, job.deadline = began, deadline
         self._active.add(job)
         try:
             job.start(context)

@@ -138,7 +138,8 @@ class ServiceRuntime:
             cand._rt = self
             cand.state = ServiceState.STARTING
             self.active = cand
-            self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None))
+            self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None,
+                                           deadline=cand.start_timeout))
             self.host = WorkHost(self.name, self._task_failed)
             await self.host.open(self.context)
             if type(cand).start is Service.start:

@@ -25,6 +25,7 @@ class Event:
 @dataclass(frozen=True)
 class ServiceStarting(Event):
     candidate: str | None = None
+    deadline: float = 0.0  # the start_timeout of this attempt
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class ReloadRequested(Event):
 
     reason: str = ""
     services: tuple[str, ...] = ()
+    deadline: float = 0.0  # worst case: their reload_timeouts one after the other
 
 
 @dataclass(frozen=True)

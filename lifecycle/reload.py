@@ -115,7 +115,9 @@ class Reloader:
         runtimes = [sup._runtimes[name] for name in self._order]
         chosen = [rt for rt in runtimes if rt.started and rt.active.has_reload]
         began = now()
-        sup.emit(ReloadRequested(None, reason=reason, services=tuple(rt.name for rt in chosen)))
+        worst = sum(rt.active.reload_timeout + ABANDON_GRACE for rt in chosen)
+        sup.emit(ReloadRequested(None, reason=reason, services=tuple(rt.name for rt in chosen),
+                                 deadline=worst))
         failed: list[ServiceRuntime] = []
         async with sup.cascades.exclusive():  # never while a restart stops or starts services
             for rt in chosen:

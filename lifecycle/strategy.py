@@ -250,7 +250,7 @@ class Cascades:
                 failed.append(rt.name)
                 continue
             began = now()
-            core.emit(ServiceStarting(rt.name))
+            core.emit(ServiceStarting(rt.name, deadline=rt.active.start_timeout))
             outcome, error = await rt.start_again(work=False)
             if rt is trigger:
                 request.outcome = (outcome, error)

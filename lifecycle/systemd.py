@@ -8,6 +8,10 @@ supervisor starts :meth:`Notifier.run` before startup; it then tells systemd:
 - ``STOPPING=1`` the moment shutdown begins;
 - ``RELOADING=1`` with ``MONOTONIC_USEC=`` when a reload (SIGHUP) begins, ``READY=1`` when it
   ended (``Type=notify-reload``);
+- ``EXTEND_TIMEOUT_USEC=`` while starting, reloading and closing, never past the declared
+  deadlines of what is in flight (see :func:`Notifier.progress` and docs/deployment.md), and
+  every ``progress_interval`` a ``STATUS=`` naming what is awaited ("stopping: metrics.flush
+  (2.1 s of 5 s)");
 - ``WATCHDOG=1`` every ``WATCHDOG_USEC / 2`` from the event loop itself, so a loop blocked
   by a synchronous call stops the pings and systemd kills and restarts the process. Only
   when ``WATCHDOG_PID`` is unset or names this process.
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
+from ._bounded import ABANDON_GRACE, now
 from .events import (
     AllStarted,
     Event,
@@ -73,6 +78,21 @@ def watchdog_interval(environ: Mapping[str, str], pid: int | None = None) -> flo
     return micros / 2e6 if micros > 0 else None
 
 
+#: Seconds a close may run past ``shutdown_timeout``: the cancellation grace, the leak settle.
+CLOSE_OVERRUN = ABANDON_GRACE + 1.0
+
+
+def extend(seconds: float) -> str:
+    """``EXTEND_TIMEOUT_USEC=``: systemd waits that long for the next message (it only ever
+    lengthens its timeout with it, never shortens it)."""
+    return f"EXTEND_TIMEOUT_USEC={max(int(seconds * 1e6), 0)}"
+
+
+def _flights(flights: list[tuple[str, float, float]]) -> str:
+    return ", ".join(f"{label} ({elapsed:.1f} s of {deadline:g} s)"
+                     for label, elapsed, deadline in flights)
+
+
 def monotonic_usec() -> int:
     """CLOCK_MONOTONIC in microseconds, as systemd wants it with ``RELOADING=1``."""
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
@@ -81,8 +101,12 @@ def monotonic_usec() -> int:
 class Notifier:
     """Talks to systemd over the ``NOTIFY_SOCKET`` datagram socket."""
 
+    #: Seconds between progress reports (STATUS, EXTEND_TIMEOUT_USEC) while starting or closing.
+    progress_interval = 1.0
+
     def __init__(self, address: str, *, watchdog: float | None = None) -> None:
         self.address = address
+        self._sup: Supervisor | None = None
         self.watchdog = watchdog
         self.sent = 0
         self._sock: socket.socket | None = None
@@ -135,20 +159,52 @@ class Notifier:
     async def run(self, sup: Supervisor, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Follow ``sup``'s events until cancelled (when ``serve()`` ends), pinging the watchdog."""
         self._total = len(sup.services)
+        self._sup = sup
         unsubscribe = sup.subscribe(self.on_event)
         try:
             self.notify(f"STATUS=starting {self._total} services")
             task_status.started()
-            interval = self.watchdog
-            if interval is None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._report_progress)
+                interval = self.watchdog
+                while interval is not None:  # from the event loop itself: a blocked loop
+                    self.notify("WATCHDOG=1")  # stops the pings
+                    await anyio.sleep(interval)
                 await anyio.sleep_forever()
-                return
-            while True:  # from the event loop itself: a blocked loop stops the pings
-                self.notify("WATCHDOG=1")
-                await anyio.sleep(interval)
         finally:
             unsubscribe()
             self.close()
+
+    async def _report_progress(self) -> None:
+        while True:
+            await anyio.sleep(self.progress_interval)
+            fields = self.progress()
+            if fields:
+                self.notify(*fields)
+
+    def progress(self) -> list[str]:
+        """While starting or closing: what is awaited, and the timeout extension it justifies.
+
+        Starting: until the latest deadline of the starts in flight (plus the cancellation
+        grace). Closing: until the end of ``shutdown_timeout`` plus :data:`CLOSE_OVERRUN`,
+        the bound the close keeps whatever the services do.
+        """
+        sup = self._sup
+        if sup is None:
+            return []
+        flights = sup.jobs.in_flight()
+        if sup.state.value == "starting":
+            starts = [f for f in flights if f[0].endswith(".start")]
+            if not starts:
+                return []
+            left = max(deadline - elapsed for _, elapsed, deadline in starts)
+            return [extend(left + ABANDON_GRACE), f"STATUS=starting: {_flights(starts)}"]
+        if sup.state.value == "stopping":
+            left = sup.origin + sup.report.shutdown_began + sup.shutdown_timeout - now()
+            what = _flights(flights) if flights else (
+                f"{self._stopped}/{len(self._running)} services stopped")
+            return [extend(left + CLOSE_OVERRUN), f"STATUS=stopping: {what}"]
+        return []
 
     def on_event(self, event: Event) -> None:
         """Translate one lifecycle event into notify fields (cheap; called on the loop)."""
@@ -160,7 +216,8 @@ class Notifier:
         name = event.service
         if isinstance(event, ServiceStarting):
             who = f"{name} ({event.candidate})" if event.candidate else name
-            return [f"STATUS=starting {who}; {len(self._running)}/{self._total} running"]
+            return [f"STATUS=starting {who}; {len(self._running)}/{self._total} running",
+                    extend(event.deadline + ABANDON_GRACE)]
         if isinstance(event, ServiceStarted) and name is not None:
             self._running.add(name)
             return [f"STATUS=started {name}; {len(self._running)}/{self._total} running"]
@@ -172,7 +229,9 @@ class Notifier:
                                f"(started in {event.elapsed:.2f}s)"]
         if isinstance(event, ShutdownRequested):
             self._closing = True
-            return ["STOPPING=1", f"STATUS=stopping: {event.reason}"]
+            budget = self._sup.shutdown_timeout if self._sup is not None else None
+            return ["STOPPING=1", f"STATUS=stopping: {event.reason}"] + (
+                [extend(budget + CLOSE_OVERRUN)] if budget is not None else [])
         if isinstance(event, ShutdownForced):
             return ["STATUS=stopping: forced, cancelling everything"]
         if isinstance(event, StageFinished):
@@ -198,7 +257,7 @@ class Notifier:
         if isinstance(event, ReloadRequested):
             what = ", ".join(event.services) or "nothing to reload"
             return ["RELOADING=1", f"MONOTONIC_USEC={monotonic_usec()}",
-                    f"STATUS=reloading: {what}"]
+                    f"STATUS=reloading: {what}", extend(event.deadline)]
         if isinstance(event, ReloadFinished):
             failed = f"; reload failed: {', '.join(event.failed)}" if event.failed else ""
             return ["READY=1", f"STATUS=running {len(self._running)}/{self._total} services "

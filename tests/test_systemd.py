@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from lifecycle import Service, Supervisor
+from lifecycle import Service, Stage, Supervisor
 from lifecycle.events import HealthAlert, HealthRestored, ServiceRecovering, ServiceStarted
 from lifecycle.systemd import Notifier, watchdog_interval
 
@@ -290,3 +290,46 @@ def test_a_blocked_event_loop_stops_the_watchdog_pings(backend: str, short_dir: 
     ping_fields = [i for i, f in enumerate(fields) if f == "WATCHDOG=1"]
     assert any(i > ready for i in ping_fields) and any(i < stopping for i in ping_fields)
     assert sum(1 for g in gaps if g >= 1.5) == 1
+
+
+# ----- EXTEND_TIMEOUT_USEC and progress while starting and closing -----------------------------
+def _extensions(fields: list[str]) -> list[float]:
+    return [int(f.split("=")[1]) / 1e6 for f in fields if f.startswith("EXTEND_TIMEOUT_USEC=")]
+
+
+@pytest.mark.anyio
+async def test_a_slow_start_and_a_slow_close_extend_the_timeout_within_their_deadlines(
+        systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Notifier, "progress_interval", 0.1)
+
+    class SlowDb(Service):
+        start_timeout = 30.0
+
+        async def start(self) -> None:
+            await anyio.sleep(0.5)
+
+    class Metrics(Service):
+        depends_on = ("slow_db",)
+        stop_stages = (Stage("flush", 5.0),)
+
+        async def flush(self) -> None:
+            await anyio.sleep(0.5)
+
+    sup = Supervisor([SlowDb(), Metrics()], shutdown_timeout=8.0, log_report=False)
+    await serve_until(sup, systemd, "READY=1")
+    fields = systemd.drain()
+    ready, stopping = fields.index("READY=1"), fields.index("STOPPING=1")
+    starting, closing = fields[:ready], fields[stopping:]
+    # the start of slow_db: extended to its own 30 s deadline (+ the 0.25 s grace), no further
+    assert _extensions(starting)[0] == 30.25
+    assert all(e <= 30.25 for e in _extensions(starting))
+    progress = [f for f in starting if f.startswith("STATUS=starting: slow_db.start (")]
+    assert progress and progress[-1].endswith(" s of 30 s)")
+    # the close: the budget of 8 s plus the bounded overrun, and what is awaited
+    assert _extensions(closing)[0] == 8.0 + 1.25
+    assert all(e <= 9.25 for e in _extensions(closing))
+    flush = [f for f in closing if f.startswith("STATUS=stopping: metrics.flush (")]
+    assert flush and flush[-1].endswith(" s of 5 s)"), closing
+    seconds = float(flush[-1].split("(")[1].split(" s")[0])
+    assert 0.0 < seconds <= 0.6
+    assert sup.report.ok, sup.report.format()
