@@ -78,6 +78,7 @@ class _Request:
         self.done = anyio.Event()
         self.outcome: tuple[str, str | None] = (SKIPPED, "shutdown began during the restart")
         self.dropped = False  # the caller stopped waiting (its health monitor was closed)
+        self.submitted = now()
 
 
 class Cascades:
@@ -95,6 +96,7 @@ class Cascades:
         self._pending = 0
         self._idle: anyio.Event | None = None
         self._closing = False
+        self._restarted_at: dict[str, float] = {}  # when a cascade last started each service
 
     def strategy_of(self, name: str) -> str:
         own = self._by_name[name].restart_strategy
@@ -170,7 +172,10 @@ class Cascades:
     async def _serve(self, request: _Request) -> None:
         try:
             async with self._guard():
-                if not request.dropped and not self._closing:
+                again = self._restarted_at.get(request.rt.name, -1.0) >= request.submitted
+                if again:  # a cascade queued before this one restarted it already
+                    request.outcome = (OK, "already restarted with the services it depends on")
+                elif not request.dropped and not self._closing:
                     request.outcome = await self._cascade(request)
         finally:
             request.done.set()
@@ -266,6 +271,7 @@ class Cascades:
                 failed.append(rt.name)
                 continue
             core.emit(ServiceStarted(rt.name, elapsed=now() - began))
+            self._restarted_at[rt.name] = now()
             started.append(rt)
         for rt in started:  # as at startup: run() and loops once the whole group runs
             if self._stopping(trigger):
