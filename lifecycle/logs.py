@@ -167,6 +167,23 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
                 + ("; restarting onto it (exit code 75)" if d["action"] == "restart" else ""))
     elif kind == "ServiceEscalated":
         text = f"{who}: escalated ({d['action']}) in {d['where']}: {d['reason']}"
+    elif kind == "CascadeRestarting":
+        text = (f"{who}: {d['where']} restart takes {', '.join(d['services'])} with it "
+                f"({d['strategy']}: stopping in reverse order, then starting in order)")
+    elif kind == "CascadeRestarted":
+        text = (f"{who}: {d['strategy']} restart {d['outcome']} in {d['elapsed']:.3f}s"
+                f"{_why(d['error'])}")
+        level = logging.INFO if d["outcome"] == "ok" else logging.WARNING
+    elif kind == "ReloadRequested":
+        text = (f"reload requested ({d['reason']}): "
+                + (", ".join(d["services"]) or "no service has a reload() hook"))
+    elif kind == "ServiceReloaded":
+        text = (f"{who}: reload {d['outcome']} in {d['elapsed']:.3f}s (deadline "
+                f"{d['deadline']:g}s){_why(d['error'])}")
+        level = logging.INFO if d["outcome"] in ("ok", "skipped") else logging.WARNING
+    elif kind == "ReloadFinished":
+        text = f"reload finished in {d['elapsed']:.3f}s" + (
+            f"; failed: {', '.join(d['failed'])}" if d["failed"] else "")
     elif kind == "Stopped":
         text = f"stopped: exit code {d['exit_code']}" + (" (ok)" if d["ok"] else "")
     else:  # an event kind added later: still one line, with its fields
@@ -176,6 +193,8 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
 
 def _may_warn(event: Event) -> bool:
     kind = event.kind
+    if kind in ("CascadeRestarted", "ServiceReloaded"):
+        return getattr(event, "outcome", "ok") not in ("ok", "skipped")
     return (kind in _WARN_KINDS or (kind in ("StageFinished", "ServiceStopped", "Stopped")
             and not (getattr(event, "outcome", "ok") == "ok" and getattr(event, "clean", True)
                      and getattr(event, "ok", True))))

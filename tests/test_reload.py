@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from pathlib import Path
@@ -71,15 +72,21 @@ async def test_request_reload_reloads_the_services_with_a_hook_in_dependency_ord
 
 
 @pytest.mark.anyio
-async def test_a_hanging_reload_is_cut_at_its_deadline_and_the_app_runs_on() -> None:
+async def test_a_hanging_reload_is_cut_at_its_deadline_and_the_app_runs_on(
+        caplog: pytest.LogCaptureFixture) -> None:
     journal: list[str] = []
     events: list[Event] = []
     hanging = Reloadable(journal, "hang", name="settings")
     after = Reloadable(journal, name="api", depends_on="settings")
     began = time.monotonic()
     async with Supervisor([hanging, after], leak_check=False) as sup:
-        await reload_once(sup, events)
+        with caplog.at_level(logging.INFO, logger="lifecycle.events"):
+            await reload_once(sup, events)
         assert sup.ready and not sup.shutdown_requested
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "lifecycle.events"]
+    assert (logging.INFO, "reload requested (test): settings, api") in lines
+    assert any(level == logging.WARNING and text.startswith("settings: reload timeout in ")
+               for level, text in lines), lines
     assert time.monotonic() - began < 5.0
     cut, ok = sup.report.reloads
     assert (cut.service, cut.outcome, cut.deadline) == ("settings", "timeout", 0.3)

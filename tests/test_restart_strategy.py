@@ -6,6 +6,7 @@ health checks) in simulated time with trio's MockClock.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import anyio
@@ -94,11 +95,15 @@ async def test_rest_for_one_restarts_the_dependents_of_a_failed_run_in_order() -
     assert "stopped api, cache, db; started db, cache, api -> ok" in report.format()
 
 
-async def test_rest_for_one_leaves_what_the_failed_service_depends_on_alone() -> None:
+async def test_rest_for_one_leaves_what_the_failed_service_depends_on_alone(
+        caplog: pytest.LogCaptureFixture) -> None:
     journal: list[str] = []
     db, cache, api = chain(journal, cache=1)
     sup = Supervisor([db, cache, api], restart_strategy="rest_for_one", leak_check=False)
-    await serve_until(sup, lambda: api.runs == 2 and sup.ready)
+    with caplog.at_level(logging.INFO, logger="lifecycle.events"):
+        await serve_until(sup, lambda: api.runs == 2 and sup.ready)
+    assert ("cache: run restart takes cache, api with it (rest_for_one: stopping in reverse "
+            "order, then starting in order)") in caplog.messages
     assert journal.count("db.start") == 1 and journal.count("db.stop") == 1  # the final close
     assert db.runs == 1
     assert sup.report.cascades[0].services == ["cache", "api"]
