@@ -215,10 +215,7 @@ class Supervisor:
 
     def request_shutdown(self, reason: str = "requested", *, failed: bool = False) -> None:
         """Begin a graceful shutdown (safe from any thread, and during startup)."""
-        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
-            with contextlib.suppress(RunFinishedError):
-                anyio.from_thread.run_sync(partial(self.request_shutdown, reason, failed=failed),
-                                           token=self._token)
+        if self._hop_to_loop(partial(self.request_shutdown, reason, failed=failed)):
             return
         if failed:
             self.report.service_failed = True
@@ -233,11 +230,8 @@ class Supervisor:
 
     def request_reload(self, reason: str = "requested") -> None:
         """Reload every service that has a ``reload()`` hook, as SIGHUP does (any thread)."""
-        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
-            with contextlib.suppress(RunFinishedError):
-                anyio.from_thread.run_sync(self.reloads.request, reason, token=self._token)
-            return
-        self.reloads.request(reason)
+        if not self._hop_to_loop(partial(self.reloads.request, reason)):
+            self.reloads.request(reason)
 
     def run(self, *, backend: str = "asyncio", handle_signals: bool = True,
             exit_on_stuck_threads: bool = True) -> LifecycleReport:
@@ -336,6 +330,14 @@ class Supervisor:
             self.emit(ServiceFailed(service, where=where, error=error, action=action))
 
     # ----- internals ------------------------------------------------------------------
+    def _hop_to_loop(self, call: Callable[[], object]) -> bool:
+        """From another thread: run ``call`` on the event loop and say so (True)."""
+        if self._loop_thread is None or threading.get_ident() == self._loop_thread:
+            return False
+        with contextlib.suppress(RunFinishedError):
+            anyio.from_thread.run_sync(call, token=self._token)
+        return True
+
     def _on_loop(self) -> bool:
         return self._loop_thread is not None and threading.get_ident() == self._loop_thread
 

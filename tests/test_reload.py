@@ -199,3 +199,16 @@ def test_notify_reload_sends_reloading_with_monotonic_usec_then_ready(
     assert fields.index("READY=1") < reloading < len(fields) - 1 - fields[::-1].index("READY=1")
     assert fields[reloading + 2] == "STATUS=reloading: settings"
     assert json.dumps(report["reloads"][0]["outcome"]) == '"ok"'
+
+
+@pytest.mark.anyio
+async def test_request_reload_from_another_thread() -> None:
+    journal: list[str] = []
+    done = anyio.Event()
+    sup = Supervisor([Reloadable(journal, name="settings")], leak_check=False)
+    sup.subscribe(lambda e: done.set() if e.kind == "ReloadFinished" else None)
+    async with sup:
+        await anyio.to_thread.run_sync(sup.request_reload, "from a thread")
+        with anyio.fail_after(10):
+            await done.wait()
+    assert journal == ["settings"] and sup.report.reloads[0].reason == "from a thread"
