@@ -4,8 +4,9 @@ One track per service, in the order services appear in the report; the superviso
 phases on track 0. Each start, fallback attempt and stop stage is a complete event
 (``"ph": "X"``) placed by the report's ``began`` offsets (seconds since the supervisor
 began starting) and ``elapsed``; its ``args`` hold the outcome, the deadline and the error.
-Restarts and health recoveries are instant events (``"ph": "i"``) on their service's
-track. Times are in microseconds, as the format wants.
+Restart cascades and reloads are slices too; restarts and health recoveries are instant
+events (``"ph": "i"``) on their service's track. Times are in microseconds, as the format
+wants.
 """
 
 from __future__ import annotations
@@ -95,6 +96,18 @@ def chrome_trace(report: LifecycleReport) -> dict[str, Any]:
                            "tid": tids[restart.service], "ts": _us(restart.began),
                            "args": {k: v for k, v in asdict(restart).items()
                                     if v is not None and k not in ("service", "began")}})
+    for casc in report.cascades:  # a restart strategy's cascade, on the failed service's track
+        if casc.service in tids:
+            events.append(_slice(f"{casc.strategy} restart", "restart", tids[casc.service],
+                                 casc.began, casc.elapsed, {
+                                     "services": casc.services, "where": casc.where,
+                                     "outcome": casc.outcome, "error": casc.error}))
+    for rel in report.reloads:
+        if rel.service in tids:
+            label = "reload" if rel.outcome == "ok" else f"reload ({rel.outcome})"
+            events.append(_slice(label, "reload", tids[rel.service], rel.began, rel.elapsed, {
+                "outcome": rel.outcome, "deadline": rel.deadline, "error": rel.error,
+                "stack": rel.stack, "reason": rel.reason}))
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",

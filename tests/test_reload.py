@@ -14,6 +14,7 @@ import pytest
 
 from lifecycle import ConfigError, Service, Supervisor
 from lifecycle.events import Event
+from lifecycle.trace import chrome_trace
 from tests.test_signals import App
 from tests.test_systemd import FakeSystemd, collect, short_dir  # noqa: F401 -- a fixture
 
@@ -95,6 +96,9 @@ async def test_a_hanging_reload_is_cut_at_its_deadline_and_the_app_runs_on(
     assert next(e for e in events if e.kind == "ReloadFinished").failed == ("settings",)  # type: ignore[attr-defined]
     assert sup.report.failures[0].where == "reload"
     assert "settings.reload: timeout" in sup.report.format()
+    slices = [e for e in chrome_trace(sup.report)["traceEvents"] if e.get("cat") == "reload"]
+    assert [(e["name"], e["args"]["deadline"]) for e in slices] == [
+        ("reload (timeout)", 0.3), ("reload", 0.3)]
     assert sup.report.exit_code == 0
 
 

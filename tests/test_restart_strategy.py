@@ -15,6 +15,7 @@ from trio.testing import MockClock
 
 from lifecycle import ConfigError, Health, RestartPolicy, Service, ServiceState, Supervisor
 from lifecycle.events import Event
+from lifecycle.trace import chrome_trace
 
 pytestmark = pytest.mark.anyio
 
@@ -93,6 +94,8 @@ async def test_rest_for_one_restarts_the_dependents_of_a_failed_run_in_order() -
     assert [(r.service, r.where) for r in report.restarts] == [
         ("db", "run"), ("cache", "cascade"), ("api", "cascade")]
     assert "stopped api, cache, db; started db, cache, api -> ok" in report.format()
+    [traced] = [e for e in chrome_trace(report)["traceEvents"] if e["name"] == "rest_for_one restart"]
+    assert traced["args"]["services"] == ["db", "cache", "api"] and traced["dur"] > 0
 
 
 async def test_rest_for_one_leaves_what_the_failed_service_depends_on_alone(
