@@ -128,7 +128,7 @@ class Cascades:
         strategy says so."""
         if not self.cascades(rt):
             async with self._guard():
-                return await _restart_alone(rt)
+                return await _restart_alone(rt, where)
         request = _Request(rt, where, 0.0)
         await self._submit(request)
         try:
@@ -191,7 +191,7 @@ class Cascades:
         strategy = self.strategy_of(trigger.name)
         group = self.group(trigger)
         if len(group) == 1 and request.where != "run":  # the others stopped meanwhile
-            return await _restart_alone(trigger)
+            return await _restart_alone(trigger, request.where)
         names = [rt.name for rt in group]
         began = now()
         record = CascadeRecord(trigger.name, strategy, request.where, names,
@@ -227,7 +227,7 @@ class Cascades:
         for rt in reversed(group):
             if self._stopping(trigger):
                 return SKIPPED, "shutdown began during the cascade"
-            if not (rt is trigger and request.where != "run"):
+            if not (rt is trigger and request.where == "health"):
                 await rt.close_monitor()  # the trigger's own monitor is what asked for this
             bad = await rt.stop_for_restart()
             core.emit(ServiceStopped(rt.name, clean=not bad))
@@ -248,7 +248,7 @@ class Cascades:
             if blocked:
                 why = f"dependency {', '.join(map(repr, blocked))} did not start again"
                 rt.active.state = ServiceState.FAILED
-                if rt is trigger and request.where != "run":
+                if rt is trigger and request.where == "health":
                     request.outcome = (SKIPPED, why)  # its monitor decides what follows
                 else:
                     rt.escalate("cascade", RuntimeError(why), why)
@@ -265,7 +265,7 @@ class Cascades:
                     0.0, f"{trigger.name} {request.where} restarted ({self.strategy_of(trigger.name)})",
                     outcome, error, began - core.origin))
             if outcome != OK:
-                if outcome != SKIPPED and not (rt is trigger and request.where != "run"):
+                if outcome != SKIPPED and not (rt is trigger and request.where == "health"):
                     rt.escalate("cascade", RuntimeError(error or outcome),
                                 f"start after the restart of {trigger.name!r} {outcome}")
                 failed.append(rt.name)
@@ -277,19 +277,27 @@ class Cascades:
             if self._stopping(trigger):
                 break
             rt.start_work()
-            if not (rt is trigger and request.where != "run"):
+            if not (rt is trigger and request.where == "health"):
                 await rt.start_monitor()
         if failed:
             return "failed", f"did not start again: {', '.join(failed)}"
         return OK, None
 
 
-async def _restart_alone(rt: ServiceRuntime) -> tuple[str, str | None]:
-    """one_for_one: stop the service, start it again (its health monitor keeps running)."""
+async def _restart_alone(rt: ServiceRuntime, where: str) -> tuple[str, str | None]:
+    """one_for_one: stop the service, start it again. A health recovery's monitor (the
+    caller) keeps running and decides what a failed start means; otherwise the monitor
+    pauses with the service, and a failed start escalates here."""
+    caller_monitors = where == "health"
+    if not caller_monitors:
+        await rt.close_monitor()
     bad = await rt.stop_for_restart()
     outcome, error = await rt.start_again()
     if outcome != OK:
+        if not caller_monitors and outcome != SKIPPED:
+            rt.escalate(where, RuntimeError(error or outcome), f"start after a restart {outcome}")
         return outcome, error
+    if not caller_monitors:
+        await rt.start_monitor()
     note = ", ".join(f"{r.stage} {r.outcome}" for r in bad)
     return OK, (f"stop before restart: {note}" if note else None)
-
