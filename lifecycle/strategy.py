@@ -261,7 +261,7 @@ class Cascades:
                 request.outcome = (outcome, error)
             else:
                 core.report.restarts.append(RestartRecord(
-                    rt.name, "cascade", len([r for r in core.report.restarts if r.service == rt.name]) + 1,
+                    rt.name, "cascade", core.report.restarts.total(rt.name) + 1,
                     0.0, f"{trigger.name} {request.where} restarted ({self.strategy_of(trigger.name)})",
                     outcome, error, began - core.origin))
             if outcome != OK:
