@@ -238,3 +238,30 @@ async def test_a_health_restart_of_the_dependency_restarts_its_dependents() -> N
     assert kinds.index(("ServiceRecovering", "db")) < kinds.index(("CascadeRestarting", "db")) \
         < kinds.index(("CascadeRestarted", "db"))
     assert api.runs == 2  # its run() and its health checks began again
+
+
+async def test_shutdown_during_a_cascade_ends_its_step_and_closes_the_rest() -> None:
+    journal: list[str] = []
+
+    class SlowStop(Node):
+        async def stop(self) -> None:
+            await super().stop()
+            if not self.supervisor.shutdown_requested:  # the cascade's stop: shutdown begins
+                self.supervisor.request_shutdown("mid-cascade")
+            await anyio.sleep(0.3)  # the step in flight ends all the same
+
+    db = Node(journal, 1, name="db")
+    cache = SlowStop(journal, name="cache", depends_on="db")
+    api = Node(journal, name="api", depends_on="cache")
+    sup = Supervisor([db, cache, api], restart_strategy="rest_for_one", shutdown_timeout=10.0)
+    with anyio.fail_after(20):
+        report = await sup.serve(handle_signals=False)
+    [casc] = report.cascades
+    assert casc.outcome == "skipped" and "shutdown" in (casc.error or ""), casc
+    assert journal[6:] == ["api.stop", "cache.stop", "db.stop"]  # db: by the close; no start
+    for name in ("api", "cache"):  # stopped by the cascade, not a second time
+        assert report.stage(name, "stop").error == "already stopped for a restart that did not finish"
+    assert report.stage("db", "stop").error is None
+    assert report.shutdown_elapsed < 5.0
+    assert report.leaks is not None and report.leaks.ok, report.leaks.format()
+    assert report.exit_code == 0 and report.reason == "mid-cascade", report.format()
