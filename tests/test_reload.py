@@ -202,6 +202,7 @@ def test_notify_reload_sends_reloading_with_monotonic_usec_then_ready(
     assert 0 <= int(usec.split("=")[1]) - sent_at < 30_000_000  # after the signal, same clock
     assert fields.index("READY=1") < reloading < len(fields) - 1 - fields[::-1].index("READY=1")
     assert fields[reloading + 2] == "STATUS=reloading: settings"
+    assert fields[reloading + 3] == "EXTEND_TIMEOUT_USEC=750000"  # its 0.5 s deadline + 0.25 s
     assert json.dumps(report["reloads"][0]["outcome"]) == '"ok"'
 
 
