@@ -32,8 +32,9 @@ class Staged(Service):
     async def close(self) -> None: ...
 
 
-BAD_SECONDS = [0, -1, -0.5, math.nan, math.inf, -math.inf, "5", None, True, [1.0], (1, 2)]
-SECONDS_ATTRS = ["start_timeout", "stop_timeout", "check_interval", "check_timeout"]
+BAD_SECONDS = [0, -1, -0.5, math.nan, math.inf, -math.inf, "5", True, [1.0], (1, 2)]  # None: unset
+SECONDS_ATTRS = ["start_timeout", "stop_timeout", "check_interval", "check_timeout",
+                 "tasks_timeout", "reload_timeout"]
 
 
 @dataclass
@@ -132,6 +133,7 @@ def bad_supervisor_argument(draw: st.DrawFn, services: list[Service]) -> Broken:
         ("drain_delay", [-1, math.nan, math.inf, "1", True]),
         ("leak_check", ["yes", 0.5, [], "no"]),
         ("name", ["", 5, None]),
+        ("restart_strategy", ["one_for_some", "", None, 3]),
     ]))
     return services, {arg: draw(st.sampled_from(values))}, arg
 
