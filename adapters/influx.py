@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,7 +36,7 @@ from ._influx_replay import Replayer
 from ._influx_stats import Counters, InfluxStats
 from .spool import Spool, Synchronous
 
-__all__ = ["InfluxStats", "InfluxWriter", "WriterClosedError"]
+__all__ = ["InfluxStats", "InfluxWriter", "PointsDroppedError", "WriterClosedError"]
 
 WhenFull = Literal["spool", "drop_oldest", "drop_newest"]
 FLUSH_MARGIN = 0.25  # seconds the flush stage leaves of its deadline
@@ -45,6 +45,11 @@ log = logging.getLogger("lifecycle.adapters.influx")
 
 class WriterClosedError(RuntimeError):
     """``write()`` after the writer's stop began: the points were not accepted."""
+
+
+class PointsDroppedError(RuntimeError):
+    """Raised by the last stop stage when accepted points were dropped during the run, so
+    that the loss fails the report (its text gives the count and the reasons)."""
 
 
 def _stage(name: str, timeout: float | None, default: float) -> Stage:
@@ -256,7 +261,8 @@ class InfluxWriter(Service):
             await self._spill_batches(self._buf.drain())
 
     async def close(self) -> None:
-        """Stage 4: close the HTTP client and the spool; count anything left as dropped."""
+        """Stage 4: close the HTTP client and the spool; count anything left as dropped.
+        Raises :class:`PointsDroppedError` (after closing) if any point was dropped."""
         self._accepting = False
         try:
             if self._poster is not None:
@@ -270,6 +276,11 @@ class InfluxWriter(Service):
                           self.name, left)
             with anyio.CancelScope(shield=True):  # a checkpoint and a close: milliseconds
                 await anyio.to_thread.run_sync(self.spool_store.close)
+        stats = self.stats
+        if stats.dropped:
+            reasons = ", ".join(f"{why}: {n}" for why, n in sorted(stats.dropped_reasons.items()))
+            raise PointsDroppedError(f"InfluxWriter {self.name!r}: {stats.dropped} point(s) "
+                                     f"dropped of {stats.accepted} accepted ({reasons})")
 
     async def stop(self) -> None:
         """All four stages in order, for use without a Supervisor."""
@@ -353,11 +364,33 @@ class InfluxWriter(Service):
                 await self._spill_batches(self._buf.take_batches(self._buf.above_half()))
 
     async def _spill_batches(self, batches: list[Batch]) -> None:
-        """Batches taken from the buffer to the spool in one transaction (held meanwhile)."""
+        """Batches taken from the buffer to the spool in one transaction."""
+        await self._commit(batches, lambda: self._ledger.spill_all(batches))
+
+    async def _commit(self, batches: list[Batch], work: Callable[[], None]) -> None:
+        """Run ``work`` (which stores ``batches``, taken from the buffer, and moves their
+        counters) in a worker thread, the batches held against the caps meanwhile.
+
+        A worker call that began always finishes (anyio waits for it even when the task
+        is cancelled), so the batches are stored and counted; one cancelled before it
+        began puts them back in front of the buffer. Either way nothing taken out is lost
+        or counted twice, whatever is cancelled when."""
+        began = False
+
+        def call() -> None:
+            nonlocal began
+            began = True
+            work()
+
         for batch in batches:
             self._buf.hold(batch)
         try:
-            await anyio.to_thread.run_sync(self._ledger.spill_all, batches)
+            await anyio.to_thread.run_sync(call)
+        except BaseException:
+            if not began:
+                for batch in reversed(batches):
+                    self._buf.unshift(batch)
+            raise
         finally:
             for batch in batches:
                 self._buf.release(batch)
@@ -366,10 +399,10 @@ class InfluxWriter(Service):
         """Deliver (or, offline, spill) a batch taken from the buffer."""
         self._in_flight += 1
         try:
-            with self._buf.holding(batch):
-                if self._poster is None or not self._deliverer.breaker.allow():
-                    await anyio.to_thread.run_sync(self._ledger.spill, batch)
-                else:
+            if self._poster is None or not self._deliverer.breaker.allow():
+                await self._spill_batches([batch])
+            else:
+                with self._buf.holding(batch):
                     await self._send_live(batch, keep_rest=False)
         finally:
             self._in_flight -= 1
@@ -390,7 +423,9 @@ class InfluxWriter(Service):
             self._buf.unshift(rest)
             rest = EMPTY
         if flight.dead or rest.count:
-            await anyio.to_thread.run_sync(self._ledger.resolve_live, flight.dead, rest)
+            dead = flight.dead
+            await self._commit([flight.dead_batch(), rest],
+                               lambda: self._ledger.resolve_live(dead, rest))
         return done
 
     async def _post(self, body: bytes) -> Outcome:
