@@ -7,12 +7,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from lifecycle.adapters._influx_batch import EMPTY, Batch
-from lifecycle.adapters._influx_buffer import SMALL, LineBuffer
-from lifecycle.adapters._influx_delivery import Deliverer, Flight
-from lifecycle.adapters._influx_http import Outcome
-from lifecycle.adapters._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
 from lifecycle.adapters.influx import InfluxWriter
+from lifecycle.adapters.influx._buffer import SMALL, LineBuffer
+from lifecycle.adapters.influx._delivery import Deliverer, Flight
+from lifecycle.adapters.influx._http import Outcome
+from lifecycle.adapters.influx._policy import BatchSizer, CircuitBreaker, RetryPolicy
+from lifecycle.adapters.spool import EMPTY, Batch
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from decimal import Decimal
 import pytest
 from influxdb_client.client.write.point import Point
 
-from lifecycle.adapters._influx_batch import Batch
-from lifecycle.adapters._influx_lines import LineEncoder, split_timestamp
-from lifecycle.adapters._influx_point import point_line
+from lifecycle.adapters.influx._lines import LineEncoder, split_timestamp
+from lifecycle.adapters.influx._point import point_line
+from lifecycle.adapters.spool import Batch
 
 
 def test_split_timestamp() -> None:

@@ -8,7 +8,12 @@ spool file whose pages are overwritten, a VictoriaMetrics stopped with SIGSTOP.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,7 @@ import pytest
 
 from lifecycle import Supervisor
 from lifecycle.adapters.influx import InfluxWriter
+from tests.servers.victoria import VictoriaMetrics
 
 pytestmark = pytest.mark.anyio
 BASE = time.time_ns() - 3600 * 10**9
@@ -81,3 +87,77 @@ async def test_points_dropped_for_a_full_spool_make_the_report_not_ok(tmp_path: 
     assert stats.dropped > 0 and set(stats.dropped_reasons) == {"spool_full"}, stats
     assert not sup.report.ok
     assert f"{stats.dropped} point(s) dropped" in sup.report.format()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs of the test's own (a real filesystem that fills up); needs root."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs",
+                           str(mount)], capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem says ENOSPC; returns it (delete it to free room)."""
+    path = directory / "filler"
+    with open(path, "wb", buffering=0) as f:
+        chunk = b"\0" * 4096
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(chunk)
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0")
+    with pytest.raises(OSError) as full, open(directory / "probe", "wb", buffering=0) as f:
+        f.write(b"\0" * 4096)
+    assert full.value.errno == errno.ENOSPC
+    return path
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_full_disk_still_drains_the_spool_once_the_server_is_back(
+        fresh_victoria: VictoriaMetrics, small_disk: Path, unique_tag: str,
+        anyio_backend: str) -> None:
+    """The server is down; the spool fills the disk (points dropped, counted); the disk is
+    then filled to the last byte, so that not even a delete commits; the server comes
+    back: every spooled point is delivered once (not re-sent in a loop), the counters end
+    exact, and the drop fails the report."""
+    vm = fresh_victoria
+    vm.stop()
+    fast: dict[str, Any] = dict(timeout=1.0, connect_timeout=0.5, max_attempts=1,
+                                breaker_threshold=1, breaker_reset=(0.2, 0.5),
+                                retry_backoff=(0.05, 0.2), flush_interval=0.02)
+    w = InfluxWriter(vm.url, "t", "o", "b", spool_path=small_disk / "spool", name="metrics",
+                     batch_size=500, spool_fsync="normal", **fast)
+    async with Supervisor([w], shutdown_timeout=15.0) as sup:
+        k = 0
+        with anyio.fail_after(30):
+            while not w.stats.dropped:
+                w.write_many(lines(unique_tag, 500, k * 500))
+                k += 1
+                await anyio.sleep(0.01)
+        fill(small_disk)
+        spooled = w.stats.in_spool
+        assert spooled > 0 and w.stats.dropped_reasons.keys() == {"disk_full"}
+        await anyio.to_thread.run_sync(vm.start)
+        with anyio.fail_after(30):
+            while w.stats.in_spool or w.stats.buffered:
+                await anyio.sleep(0.05)
+        assert w.stats.written == spooled
+        assert w.report_details()["spool_unsettled"] > 0  # delivered, delete not yet on disk
+    closed_exactly(w)
+    assert not sup.report.ok
+    assert "disk_full" in sup.report.format()
+    found = await anyio.to_thread.run_sync(lambda: vm.count("shutdown_value", test=unique_tag))
+    raw = await anyio.to_thread.run_sync(lambda: vm.raw_count("shutdown_value", test=unique_tag))
+    assert found == spooled
+    assert raw == spooled, "rows were sent again and again"

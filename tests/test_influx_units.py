@@ -8,13 +8,13 @@ import anyio
 import pytest
 
 from lifecycle import ConfigError, StartupError, Supervisor
-from lifecycle.adapters._influx_policy import (
+from lifecycle.adapters.influx import InfluxWriter, WriterClosedError
+from lifecycle.adapters.influx._policy import (
     BatchSizer,
     CircuitBreaker,
     RetryPolicy,
     parse_retry_after,
 )
-from lifecycle.adapters.influx import InfluxWriter, WriterClosedError
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.adapters._influx_batch import Batch
-from lifecycle.adapters.spool import Rejected, Spool, SpoolLockedError, SpoolState
+from lifecycle.adapters.spool import Batch, Rejected, Spool, SpoolLockedError, SpoolState
 
 CHILD = Path(__file__).with_name("influx_spool_child.py")
 

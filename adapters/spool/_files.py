@@ -12,7 +12,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ._spool_types import SpoolLockedError, Synchronous
+from ._types import SpoolLockedError, Synchronous
 
 try:
     import fcntl

@@ -23,8 +23,8 @@ from typing import Any
 
 from influxdb_client.client.write.point import Point
 
-from ._influx_batch import EMPTY, Batch
-from ._influx_point import TO_NS, point_line
+from ..spool import EMPTY, Batch
+from ._point import TO_NS, point_line
 
 __all__ = ["TO_NS", "LineEncoder", "Record", "Stamper", "split_timestamp"]
 

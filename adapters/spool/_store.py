@@ -27,21 +27,20 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ._influx_batch import Batch, as_batch
-from ._spool_files import acquire_lock, connect, private_directory
-from ._spool_types import (
+from ._batch import Batch, as_batch
+from ._files import acquire_lock, connect, private_directory
+from ._types import (
     AppendResult,
     DeadLetter,
     Rejected,
     SpoolChunk,
-    SpoolLockedError,
     SpoolState,
     SpoolStats,
     Synchronous,
 )
+from ._unsettled import PendingSettle, Unsettled
 
-__all__ = ["AppendResult", "DeadLetter", "Rejected", "Spool", "SpoolChunk", "SpoolLockedError",
-           "SpoolState", "SpoolStats", "Synchronous"]
+__all__ = ["Spool"]
 
 log = logging.getLogger("lifecycle.adapters.spool")
 
@@ -78,6 +77,7 @@ class Spool:
         self._full: str | None = None  # why: "full" (byte cap) or "disk_full"
         self._closed = False
         self._refused: dict[str, int] = {}
+        self._unsettled = Unsettled()
 
     def __repr__(self) -> str:
         return (f"<Spool {str(self.directory)!r} {self.state.value}"
@@ -108,8 +108,14 @@ class Spool:
         with self._lock:
             self._closed = True
             if self._db is not None:
+                self._commit_unsettled()
+                if self._unsettled:
+                    log.warning("spool %s: %d replayed row(s) could not be deleted (disk "
+                                "full): a later run sends them again", self.path,
+                                len(self._unsettled))
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._unsettled = Unsettled()
             self._release()
 
     def __enter__(self) -> Spool:
@@ -138,6 +144,11 @@ class Spool:
     def full(self) -> bool:
         return self._full is not None
 
+    @property
+    def unsettled(self) -> int:
+        """Rows the server accepted whose delete waits for room on a full disk."""
+        return len(self._unsettled)
+
     def stats(self) -> SpoolStats:
         with self._lock:
             q = d = (0, 0, 0)
@@ -146,9 +157,14 @@ class Spool:
                                      " COALESCE(SUM(LENGTH(data)), 0) FROM queue").fetchone()
                 d = self._db.execute("SELECT COALESCE(SUM(points), 0), COUNT(*),"
                                      " COALESCE(SUM(LENGTH(data)), 0) FROM dead").fetchone()
-            return SpoolStats(str(self.path), self.state, self.synchronous, q[0], q[1], q[2],
-                              d[0], d[1], d[2], self.max_bytes, sum(self._refused.values()),
-                              dict(self._refused))
+            u = self._unsettled
+            return SpoolStats(str(self.path), self.state, self.synchronous,
+                              q[0] - u.queue_points(),
+                              q[1] - sum(1 for i in u.rows if u.skip(i)),
+                              q[2] - u.queue_bytes(), d[0] + u.dead_points(), d[1],
+                              d[2] + u.dead_bytes(), self.max_bytes,
+                              sum(self._refused.values()), dict(self._refused),
+                              unsettled=len(u))
 
     def points_by_origin(self) -> dict[str, int]:
         """Points waiting in the queue per origin (to tell inherited rows from our own)."""
@@ -187,6 +203,7 @@ class Spool:
                 return self._refuse(n, "closed")
             if self._full == "full" or self._bytes + size > self.max_bytes:
                 return self._refuse(n, "full")
+            self._commit_unsettled()
             now = time.time()
             org = origin or self.origin
             if dead is None:
@@ -262,8 +279,11 @@ class Spool:
             db = self._conn()
             ids: list[int] = []
             total = 0
+            skip = self._unsettled
             cur = db.execute("SELECT id, points FROM queue WHERE id > ? ORDER BY id", (after,))
             for cid, points in cur:
+                if skip.skip(cid):
+                    continue
                 if ids and total + points > max_points:
                     break
                 ids.append(cid)
@@ -273,7 +293,11 @@ class Spool:
             for cid in ids:
                 row = db.execute("SELECT origin, created, points, data FROM queue WHERE id = ?",
                                  (cid,)).fetchone()
-                out.append(SpoolChunk(cid, row[0], row[1], row[2], bytes(row[3])))
+                left = skip.remaining(cid)
+                if left is None:
+                    out.append(SpoolChunk(cid, row[0], row[1], row[2], bytes(row[3])))
+                else:
+                    out.append(SpoolChunk(cid, row[0], row[1], left.count, left.data))
             return out
 
     def settle(self, chunk_id: int, *, remaining: Sequence[bytes] | Batch = (),
@@ -286,31 +310,57 @@ class Spool:
         sends those lines again, and they overwrite themselves (their timestamps were
         fixed when they were accepted)."""
         keep = as_batch(remaining)
-        dead = [(r.status, r.reason, r.batch) for r in rejected]
+        dead = tuple((r.status, r.reason, r.batch) for r in rejected)
         with self._lock:
-            row = self._conn().execute("SELECT origin, LENGTH(data) FROM queue WHERE id = ?",
-                                       (chunk_id,)).fetchone()
+            row = self._conn().execute("SELECT origin, LENGTH(data), points FROM queue"
+                                       " WHERE id = ?", (chunk_id,)).fetchone()
             if row is None:
                 return
-            origin, old_size = row
-            now = time.time()
-
-            def body(db: sqlite3.Connection) -> None:
-                if keep.count:
-                    db.execute("UPDATE queue SET data = ?, points = ? WHERE id = ?",
-                               (keep.data, keep.count, chunk_id))
-                else:
-                    db.execute("DELETE FROM queue WHERE id = ?", (chunk_id,))
-                for status, reason, batch in dead:
-                    db.execute("INSERT INTO dead (origin, created, points, status, reason, data)"
-                               " VALUES (?, ?, ?, ?, ?, ?)",
-                               (origin, now, batch.count, status, reason, batch.data))
-
-            error = self._transaction(body, durable=False)
+            earlier = self._unsettled.rows.get(chunk_id)
+            if earlier is not None:  # a second settle of what was left of the row
+                dead = earlier.dead + dead
+            pending = PendingSettle(row[0], int(row[2]), int(row[1]), keep, dead)
+            self._commit_unsettled()
+            error = self._transaction(lambda db: self._apply({chunk_id: pending}, db),
+                                      durable=False)
+            if error == "disk_full":
+                if not self._unsettled:
+                    log.warning("spool %s: the disk is full, replayed rows cannot be deleted"
+                                " yet: they are skipped and deleted once there is room",
+                                self.path)
+                self._unsettled.add(chunk_id, pending)
+                return
             if error is not None:
                 raise OSError(f"spool {self.path}: could not settle chunk {chunk_id}: {error}")
-            added = len(keep.data) + sum(len(batch.data) for _, _, batch in dead)
-            self._freed(old_size - added)
+            self._unsettled.rows.pop(chunk_id, None)
+            self._freed(pending.size - len(keep.data)
+                        - sum(len(batch.data) for _, _, batch in dead))
+
+    @staticmethod
+    def _apply(settles: dict[int, PendingSettle], db: sqlite3.Connection) -> None:
+        now = time.time()
+        for chunk_id, p in settles.items():
+            if p.keep.count:
+                db.execute("UPDATE queue SET data = ?, points = ? WHERE id = ?",
+                           (p.keep.data, p.keep.count, chunk_id))
+            else:
+                db.execute("DELETE FROM queue WHERE id = ?", (chunk_id,))
+            for status, reason, batch in p.dead:
+                db.execute("INSERT INTO dead (origin, created, points, status, reason, data)"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           (p.origin, now, batch.count, status, reason, batch.data))
+
+    def _commit_unsettled(self) -> None:
+        """Commit the settles a full disk held back, if there is room now."""
+        if not self._unsettled:
+            return
+        rows = dict(self._unsettled.rows)
+        if self._transaction(lambda db: self._apply(rows, db), durable=False) is None:
+            self._unsettled = Unsettled()
+            self._freed(sum(p.size - len(p.keep.data)
+                            - sum(len(b.data) for _, _, b in p.dead) for p in rows.values()))
+            log.info("spool %s: %d replayed row(s) deleted now that the disk has room",
+                     self.path, len(rows))
 
     def ack(self, ids: Iterable[int]) -> None:
         """Delete whole chunks the server accepted."""

@@ -18,7 +18,7 @@ from influxdb_client.rest import ApiException
 
 from lifecycle.redact import scrub
 
-from ._influx_policy import parse_retry_after
+from ._policy import parse_retry_after
 
 Verdict = Literal["ok", "retry", "too_large", "rejected"]
 

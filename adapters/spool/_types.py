@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ._influx_batch import Batch, as_batch
+from ._batch import Batch, as_batch
 
 Synchronous = Literal["full", "normal", "off"]
 
@@ -103,3 +103,4 @@ class SpoolStats:
     max_bytes: int
     refused: int
     refused_reasons: dict[str, int]
+    unsettled: int = 0  # rows delivered whose delete waits for room on a full disk

@@ -24,11 +24,10 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._influx_batch import Batch
-from ._influx_buffer import LineBuffer
-from ._influx_delivery import Deliverer, Flight
-from ._influx_ledger import SpoolLedger
-from .spool import SpoolChunk
+from ..spool import Batch, SpoolChunk
+from ._buffer import LineBuffer
+from ._delivery import Deliverer, Flight
+from ._ledger import SpoolLedger
 
 log = logging.getLogger("lifecycle.adapters.influx")
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._influx_batch import Batch
-from ._influx_http import Outcome
-from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
-from .spool import Rejected
+from ..spool import Batch, Rejected
+from ._http import Outcome
+from ._policy import BatchSizer, CircuitBreaker, RetryPolicy
 
 log = logging.getLogger("lifecycle.adapters.influx")
 

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from ._influx_batch import EMPTY, Batch
+from ..spool import EMPTY, Batch
 
 #: Batches up to this size are appended to the tail instead of kept as objects of their own.
 SMALL = 4096

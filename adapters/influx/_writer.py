@@ -25,16 +25,15 @@ import anyio.to_thread
 from lifecycle import ConfigError, Health, Service, Stage
 from lifecycle.redact import mask_url, scrub
 
-from ._influx_batch import EMPTY, Batch
-from ._influx_buffer import LineBuffer, admit
-from ._influx_delivery import Deliverer, Flight
-from ._influx_http import Outcome, Poster
-from ._influx_ledger import SpoolLedger
-from ._influx_lines import LineEncoder, Record
-from ._influx_policy import BatchSizer, CircuitBreaker, RetryPolicy
-from ._influx_replay import Replayer
-from ._influx_stats import Counters, InfluxStats
-from .spool import Spool, Synchronous
+from ..spool import EMPTY, Batch, Spool, Synchronous
+from ._buffer import LineBuffer, admit
+from ._delivery import Deliverer, Flight
+from ._http import Outcome, Poster
+from ._ledger import SpoolLedger
+from ._lines import LineEncoder, Record
+from ._policy import BatchSizer, CircuitBreaker, RetryPolicy
+from ._replay import Replayer
+from ._stats import Counters, InfluxStats
 
 __all__ = ["InfluxStats", "InfluxWriter", "PointsDroppedError", "WriterClosedError"]
 
@@ -302,6 +301,7 @@ class InfluxWriter(Service):
                        url=mask_url(self.url) if self.url else None, bucket=self.bucket,
                        spool=str(self.spool_store.directory),
                        spool_state=self.spool_store.state.value,
+                       spool_unsettled=self.spool_store.unsettled,
                        breaker=self._deliverer.breaker.state,
                        breaker_opened=self._deliverer.breaker.opened,
                        batch_size=self._deliverer.sizer.current,

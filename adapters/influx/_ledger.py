@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from ._influx_batch import Batch
-from ._influx_delivery import Flight
-from ._influx_stats import Counters
-from .spool import Rejected, Spool, SpoolChunk, SpoolState
+from ..spool import Batch, Rejected, Spool, SpoolChunk, SpoolState
+from ._delivery import Flight
+from ._stats import Counters
 
 log = logging.getLogger("lifecycle.adapters.influx")
 

@@ -1,0 +1,63 @@
+"""Settles the server confirmed but the disk could not commit: the replay cursor of a full disk.
+
+Why: deleting a replayed row is a write too (SQLite's WAL must grow), so on a full disk the
+delete fails. Retrying the row would re-send the same first rows forever while nothing
+drains. Instead the settle is remembered here, in memory: the row is skipped (or read as
+what is left of it) by later reads, and the delete is committed as soon as a write
+succeeds again. Only a crash in between sends those lines again (at-least-once), never a
+loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._batch import Batch
+
+
+@dataclass(frozen=True)
+class PendingSettle:
+    """One row's settle waiting for room: keep ``keep`` of its ``points`` lines, move
+    ``dead`` (status, reason, lines) to the dead letters."""
+
+    origin: str
+    points: int
+    size: int
+    keep: Batch
+    dead: tuple[tuple[int, str, Batch], ...]
+
+
+class Unsettled:
+    """The pending settles, by row id."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, PendingSettle] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def add(self, chunk_id: int, pending: PendingSettle) -> None:
+        self.rows[chunk_id] = pending
+
+    def skip(self, chunk_id: int) -> bool:
+        """The row is fully settled already: reads pass over it."""
+        pending = self.rows.get(chunk_id)
+        return pending is not None and not pending.keep.count
+
+    def remaining(self, chunk_id: int) -> Batch | None:
+        """What a read should return for a partly settled row (None: the row as stored)."""
+        pending = self.rows.get(chunk_id)
+        return pending.keep if pending is not None else None
+
+    def queue_points(self) -> int:
+        """Points stored in the queue that are settled already."""
+        return sum(p.points - p.keep.count for p in self.rows.values())
+
+    def dead_points(self) -> int:
+        return sum(b.count for p in self.rows.values() for _, _, b in p.dead)
+
+    def dead_bytes(self) -> int:
+        return sum(len(b.data) for p in self.rows.values() for _, _, b in p.dead)
+
+    def queue_bytes(self) -> int:
+        return sum(p.size - len(p.keep.data) for p in self.rows.values())
