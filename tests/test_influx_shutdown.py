@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -161,3 +162,63 @@ async def test_a_full_disk_still_drains_the_spool_once_the_server_is_back(
     raw = await anyio.to_thread.run_sync(lambda: vm.raw_count("shutdown_value", test=unique_tag))
     assert found == spooled
     assert raw == spooled, "rows were sent again and again"
+
+
+def damage_page_holding(path: Path, needle: bytes) -> int:
+    """Overwrite with zeros the whole page of the SQLite file that holds ``needle`` (the
+    file is checkpointed first, so the page is in the main file); returns the page number."""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    data = path.read_bytes()
+    at = data.index(needle)
+    page = at // page_size
+    assert page > 0, "the needle is in the header page"
+    with open(path, "r+b") as f:
+        f.seek(page * page_size)
+        f.write(b"\0" * page_size)
+        f.flush()
+        os.fsync(f.fileno())
+    return page + 1
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_spool_damaged_late_is_quarantined_and_the_rest_delivered(
+        fresh_victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path,
+        anyio_backend: str) -> None:
+    """A first run spools 10,000 points in 20 rows (the server is down); a page of the
+    file is then zeroed. The next run, with the server back, moves the damaged file aside,
+    carries the readable rows over and delivers them, names the file and the points lost
+    in the log and the report (not ok), and never retries the damaged row."""
+    vm = fresh_victoria
+    vm.stop()
+    first = InfluxWriter(None, spool_path=tmp_path, name="metrics", batch_size=500)
+    async with Supervisor([first], shutdown_timeout=15.0):
+        for k in range(20):
+            first.write_many(lines(unique_tag, 500, k * 500))
+    assert first.stats.in_spool == 10_000
+    needle = f"value=5000i {BASE + 5000 * 1_000_000}".encode()  # row 11 begins (leaf page)
+    await anyio.to_thread.run_sync(damage_page_holding, first.spool_store.path, needle)
+
+    await anyio.to_thread.run_sync(vm.start)
+    fast: dict[str, Any] = dict(timeout=2.0, connect_timeout=1.0, flush_interval=0.02)
+    w = InfluxWriter(vm.url, "t", "o", "b", spool_path=tmp_path, name="metrics",
+                     batch_size=500, **fast)
+    async with Supervisor([w], shutdown_timeout=15.0) as sup:
+        with anyio.fail_after(30):
+            while w.stats.spool_backlog:
+                await anyio.sleep(0.05)
+        stats = w.stats
+        quarantined = w.report_details()["spool_quarantined"]
+    closed_exactly(w)
+    lost = stats.inherited_lost
+    assert 0 < lost < 10_000 and lost % 500 == 0, stats  # whole rows, counted exactly
+    assert (stats.inherited, stats.inherited_written) == (10_000, 10_000 - lost)
+    assert stats.quarantined == 1 and quarantined[0]["points_lost"] == lost
+    moved = Path(quarantined[0]["file"])
+    assert moved.parent == tmp_path / "quarantine" and await anyio.Path(moved).exists()
+    assert not sup.report.ok
+    text = sup.report.format()
+    assert str(moved) in text and f"{lost} point(s)" in text, text
+    found = await anyio.to_thread.run_sync(lambda: vm.count("shutdown_value", test=unique_tag))
+    assert found == 10_000 - lost

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from ..spool import Batch, Rejected, Spool, SpoolChunk, SpoolState
+from ..spool import Batch, Quarantine, Rejected, Spool, SpoolChunk, SpoolState
 from ._delivery import Flight
 from ._stats import Counters
 
@@ -28,6 +28,7 @@ class SpoolLedger:
         self.backlog = False
         self.appended = 0  # rows added to the queue so far (tells a stale "empty" apart)
         self._opened_once = False
+        spool.on_quarantine = self._quarantined
 
     def open(self) -> None:
         """Open the spool; on the first open, count what earlier runs left as inherited."""
@@ -87,7 +88,8 @@ class SpoolLedger:
 
     def settle_replay(self, chunk: SpoolChunk, flight: Flight) -> None:
         """After a replay attempt: keep only the unresolved lines of the chunk."""
-        self.spool.settle(chunk.id, remaining=flight.rest(), rejected=flight.dead)
+        if not self.spool.settle(chunk.id, remaining=flight.rest(), rejected=flight.dead):
+            return  # the row was lost in a damaged file, and counted there
         dead = flight.resolved - flight.delivered
         if chunk.origin == self.origin:
             self._c.add(in_spool=-(flight.delivered + dead), written=flight.delivered,
@@ -106,3 +108,26 @@ class SpoolLedger:
         if total:
             self._queued()
         return total
+
+    def _quarantined(self, found: Quarantine) -> None:
+        """A damaged spool file was moved aside: what it held and was not carried over to
+        the fresh file is lost. Our own points are counted exactly from the counters (the
+        damage may hide how many a row held); an earlier run's as far as the file tells,
+        or from what was inherited at the start."""
+        own_kept = found.saved.get(self.origin, 0)
+        own_dead_kept = found.saved_dead.get(self.origin, 0)
+        self._c.add(quarantined=1)
+        self._c.drop(self._c.get("in_spool") - own_kept, "spool_corrupt", source="in_spool")
+        self._c.drop(self._c.get("dead_lettered") - own_dead_kept, "spool_corrupt",
+                     source="dead_lettered")
+        if self._opened_once:
+            left = (self._c.get("inherited") - self._c.get("inherited_written")
+                    - self._c.get("inherited_dead_lettered") - self._c.get("inherited_lost"))
+            kept = sum(n for origin, n in found.saved.items() if origin != self.origin)
+            lost = max(0, left - kept)
+        else:  # found while opening: they were inherited, and lost at once
+            lost = sum(n for origin, n in [*found.lost.items(), *found.lost_dead.items()]
+                       if origin != self.origin)
+            self._c.add(inherited=lost)
+        self._c.add(inherited_lost=lost)
+        self.backlog = True

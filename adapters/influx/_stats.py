@@ -36,8 +36,12 @@ class InfluxStats:
     part of ``accepted``).
 
     Points spooled by an *earlier* process are outside the invariant: ``inherited`` is what
-    was in the spool when this one started; ``inherited_written`` and
-    ``inherited_dead_lettered`` what became of them so far.
+    was in the spool when this one started; ``inherited_written``,
+    ``inherited_dead_lettered`` and ``inherited_lost`` (unreadable in a damaged spool file,
+    see ``quarantined``) what became of them so far.
+
+    ``quarantined`` counts damaged spool files moved aside; their lost points are in
+    ``dropped`` (reason ``spool_corrupt``) or ``inherited_lost``.
     """
 
     accepted: int = 0
@@ -53,6 +57,8 @@ class InfluxStats:
     inherited: int = 0
     inherited_written: int = 0
     inherited_dead_lettered: int = 0
+    inherited_lost: int = 0
+    quarantined: int = 0
     dropped_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -63,7 +69,7 @@ class InfluxStats:
     def spool_backlog(self) -> int:
         """Points waiting in the spool, whatever process spooled them."""
         return self.in_spool + self.inherited - self.inherited_written \
-            - self.inherited_dead_lettered
+            - self.inherited_dead_lettered - self.inherited_lost
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -275,11 +275,20 @@ class InfluxWriter(Service):
                           self.name, left)
             with anyio.CancelScope(shield=True):  # a checkpoint and a close: milliseconds
                 await anyio.to_thread.run_sync(self.spool_store.close)
+        self._fail_on_loss()
+
+    def _fail_on_loss(self) -> None:
         stats = self.stats
+        lost = []
         if stats.dropped:
             reasons = ", ".join(f"{why}: {n}" for why, n in sorted(stats.dropped_reasons.items()))
-            raise PointsDroppedError(f"InfluxWriter {self.name!r}: {stats.dropped} point(s) "
-                                     f"dropped of {stats.accepted} accepted ({reasons})")
+            lost.append(f"{stats.dropped} point(s) dropped of {stats.accepted} accepted "
+                        f"({reasons})")
+        if stats.inherited_lost:
+            lost.append(f"{stats.inherited_lost} point(s) of an earlier run lost")
+        lost.extend(q.describe() for q in self.spool_store.quarantines)
+        if lost:
+            raise PointsDroppedError(f"InfluxWriter {self.name!r}: " + "; ".join(lost))
 
     async def stop(self) -> None:
         """All four stages in order, for use without a Supervisor."""
@@ -302,6 +311,7 @@ class InfluxWriter(Service):
                        spool=str(self.spool_store.directory),
                        spool_state=self.spool_store.state.value,
                        spool_unsettled=self.spool_store.unsettled,
+                       spool_quarantined=[q.to_dict() for q in self.spool_store.quarantines],
                        breaker=self._deliverer.breaker.state,
                        breaker_opened=self._deliverer.breaker.opened,
                        batch_size=self._deliverer.sizer.current,

@@ -6,6 +6,7 @@ Generic: it stores batches of newline-joined lines and knows nothing of InfluxDB
 """
 
 from ._batch import EMPTY, Batch, as_batch
+from ._salvage import Quarantine
 from ._store import Spool
 from ._types import (
     AppendResult,
@@ -18,5 +19,5 @@ from ._types import (
     Synchronous,
 )
 
-__all__ = ["EMPTY", "AppendResult", "Batch", "DeadLetter", "Rejected", "Spool", "SpoolChunk",
+__all__ = ["EMPTY", "AppendResult", "Batch", "DeadLetter", "Quarantine", "Rejected", "Spool", "SpoolChunk",
            "SpoolLockedError", "SpoolState", "SpoolStats", "Synchronous", "as_batch"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from ._types import SpoolLockedError, Synchronous
@@ -28,6 +29,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " origin TEXT NOT NULL, created REAL NOT NULL, points INTEGER NOT NULL,"
     " status INTEGER NOT NULL, reason TEXT NOT NULL, data BLOB NOT NULL)",
+    # A tally of every row in pages of its own: when a damaged page hides rows, the
+    # salvage still reads how many points they held, and whose they were.
+    "CREATE INDEX IF NOT EXISTS queue_tally ON queue (id, origin, points)",
+    "CREATE INDEX IF NOT EXISTS dead_tally ON dead (id, origin, points)",
 )
 
 
@@ -74,3 +79,31 @@ def connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(f"{path}{suffix}", 0o600)
     return db
+
+
+def transaction(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], object], *,
+                relax: bool = False) -> str | None:
+    """``body(db)`` in BEGIN IMMEDIATE/COMMIT (``relax``: without an fsync, for a commit
+    under ``synchronous=FULL``); None, or why it failed: ``"disk_full"`` or ``"error: ..."``.
+    Damage to the file (``sqlite3.DatabaseError``) is raised, for the caller to salvage."""
+    try:
+        if relax:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                body(db)
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            if relax:
+                db.execute("PRAGMA synchronous=FULL")
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code == getattr(sqlite3, "SQLITE_FULL", 13) or "disk is full" in str(exc):
+            return "disk_full"
+        return f"error: {exc}"
+    return None

@@ -18,6 +18,7 @@ replay the same rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -26,9 +27,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ._batch import Batch, as_batch
-from ._files import acquire_lock, connect, private_directory
+from ._dead import dead_by_origin, dead_size, id_filter, read_dead_letters, requeue
+from ._files import acquire_lock, connect, private_directory, transaction
+from ._salvage import Quarantine, is_corruption, move_aside, read_damaged, rebuild
 from ._types import (
     AppendResult,
     DeadLetter,
@@ -38,13 +42,33 @@ from ._types import (
     SpoolStats,
     Synchronous,
 )
-from ._unsettled import PendingSettle, Unsettled
+from ._unsettled import PendingSettle, Unsettled, apply_settles
 
 __all__ = ["Spool"]
 
 log = logging.getLogger("lifecycle.adapters.spool")
 
 DB_NAME = "spool.sqlite3"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def salvaging(method: Callable[Concatenate[Spool, P], R]) -> Callable[Concatenate[Spool, P], R]:
+    """Run ``method``; if SQLite finds the file damaged, quarantine it (keeping every
+    readable row in a fresh file) and run ``method`` once more on that file."""
+
+    @functools.wraps(method)
+    def guarded(self: Spool, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc) or self._db is None:
+                raise
+            with self._lock:
+                self._quarantine(exc)
+            return method(self, *args, **kwargs)
+
+    return guarded
 
 
 class Spool:
@@ -78,6 +102,9 @@ class Spool:
         self._closed = False
         self._refused: dict[str, int] = {}
         self._unsettled = Unsettled()
+        #: Damaged files moved aside so far, and who to tell (called in the spool's thread).
+        self.quarantines: list[Quarantine] = []
+        self.on_quarantine: Callable[[Quarantine], None] | None = None
 
     def __repr__(self) -> str:
         return (f"<Spool {str(self.directory)!r} {self.state.value}"
@@ -93,15 +120,42 @@ class Spool:
             private_directory(self.directory)
             self._lockfd = acquire_lock(self.directory)
             try:
-                self._db = db = connect(self.path, self.synchronous)
-                row = db.execute("SELECT (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM queue)"
-                                 " + (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM dead)").fetchone()
-                self._bytes = int(row[0])
-                self._full = "full" if self._bytes >= self.max_bytes else None
+                try:
+                    self._db = connect(self.path, self.synchronous)
+                    self._count_bytes()
+                except sqlite3.DatabaseError as exc:
+                    if not is_corruption(exc):
+                        raise
+                    self._quarantine(exc)
             except BaseException:
                 self._release()
                 raise
             return self
+
+    def _count_bytes(self) -> None:
+        row = self._conn().execute(
+            "SELECT (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM queue)"
+            " + (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM dead)").fetchone()
+        self._bytes = int(row[0])
+        self._full = "full" if self._bytes >= self.max_bytes else None
+
+    def _quarantine(self, exc: sqlite3.DatabaseError) -> None:
+        """Move the damaged file aside and carry every readable row (with the settles a
+        full disk held back) into a fresh one; count, log and report the rest."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        moved = move_aside(self.path)
+        queue, dead = read_damaged(moved)
+        self._db = connect(self.path, self.synchronous)
+        found = rebuild(self._db, moved, str(exc), queue, dead, self._unsettled)
+        self._unsettled = Unsettled()
+        self._count_bytes()
+        self.quarantines.append(found)
+        log.error("spool %s: %s", self.path, found.describe())
+        if self.on_quarantine is not None:
+            self.on_quarantine(found)
 
     def close(self) -> None:
         """Checkpoint the WAL into the database and close; idempotent."""
@@ -149,6 +203,7 @@ class Spool:
         """Rows the server accepted whose delete waits for room on a full disk."""
         return len(self._unsettled)
 
+    @salvaging
     def stats(self) -> SpoolStats:
         with self._lock:
             q = d = (0, 0, 0)
@@ -166,6 +221,7 @@ class Spool:
                               sum(self._refused.values()), dict(self._refused),
                               unsettled=len(u))
 
+    @salvaging
     def points_by_origin(self) -> dict[str, int]:
         """Points waiting in the queue per origin (to tell inherited rows from our own)."""
         with self._lock:
@@ -191,6 +247,7 @@ class Spool:
         """Store a batch the server refused as a client error, for inspection or requeue."""
         return self._insert("dead", [as_batch(lines)], origin, (status, reason))
 
+    @salvaging
     def _insert(self, table: str, batches: Sequence[Batch], origin: str | None,
                 dead: tuple[int, str] | None) -> AppendResult:
         n = sum(b.count for b in batches)
@@ -225,32 +282,12 @@ class Spool:
 
     def _transaction(self, body: Callable[[sqlite3.Connection], object], *,
                      durable: bool = True) -> str | None:
-        """Run ``body(db)`` in BEGIN IMMEDIATE/COMMIT; return a refusal reason on failure.
-        ``durable=False`` commits without an fsync even under ``synchronous="full"``."""
-        db = self._conn()
-        relax = not durable and self.synchronous == "full"
-        try:
-            if relax:
-                db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    body(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        db.execute("ROLLBACK")
-                    raise
-            finally:
-                if relax:
-                    db.execute("PRAGMA synchronous=FULL")
-        except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", None)
-            if code == getattr(sqlite3, "SQLITE_FULL", 13) or "disk is full" in str(exc):
-                return "disk_full"
-            log.error("spool %s: write failed: %s", self.path, exc)
-            return f"error: {exc}"
-        return None
+        """Run ``body(db)`` in one transaction; a refusal reason on failure. ``durable=False``
+        commits without an fsync even under ``synchronous="full"``."""
+        error = transaction(self._conn(), body, relax=not durable and self.synchronous == "full")
+        if error not in (None, "disk_full"):
+            log.error("spool %s: write failed: %s", self.path, error)
+        return error
 
     def _refuse(self, n: int, reason: str) -> AppendResult:
         if reason in ("full", "disk_full"):
@@ -272,6 +309,7 @@ class Spool:
             log.info("spool %s has room again", self.path)
 
     # ----- reading and settling ---------------------------------------------------------
+    @salvaging
     def peek(self, max_points: int, *, after: int = 0) -> list[SpoolChunk]:
         """The oldest chunks with an id above ``after``, up to ``max_points`` in total
         (always at least one chunk when there is one)."""
@@ -300,28 +338,30 @@ class Spool:
                     out.append(SpoolChunk(cid, row[0], row[1], left.count, left.data))
             return out
 
+    @salvaging
     def settle(self, chunk_id: int, *, remaining: Sequence[bytes] | Batch = (),
-               rejected: Iterable[Rejected] = ()) -> None:
+               rejected: Iterable[Rejected] = ()) -> bool:
         """After a replay attempt: keep only ``remaining`` lines of the chunk (delete it when
         none are left) and move ``rejected`` lines to the dead letters, in one transaction.
         Rows are deleted only here, i.e. after the server accepted them.
 
         The commit is not fsynced whatever the policy: a settle lost to a power cut only
         sends those lines again, and they overwrite themselves (their timestamps were
-        fixed when they were accepted)."""
+        fixed when they were accepted). False when the row is gone (a damaged file lost
+        it: it was counted there)."""
         keep = as_batch(remaining)
         dead = tuple((r.status, r.reason, r.batch) for r in rejected)
         with self._lock:
             row = self._conn().execute("SELECT origin, LENGTH(data), points FROM queue"
                                        " WHERE id = ?", (chunk_id,)).fetchone()
             if row is None:
-                return
+                return False
             earlier = self._unsettled.rows.get(chunk_id)
             if earlier is not None:  # a second settle of what was left of the row
                 dead = earlier.dead + dead
             pending = PendingSettle(row[0], int(row[2]), int(row[1]), keep, dead)
             self._commit_unsettled()
-            error = self._transaction(lambda db: self._apply({chunk_id: pending}, db),
+            error = self._transaction(lambda db: apply_settles({chunk_id: pending}, db),
                                       durable=False)
             if error == "disk_full":
                 if not self._unsettled:
@@ -329,33 +369,20 @@ class Spool:
                                 " yet: they are skipped and deleted once there is room",
                                 self.path)
                 self._unsettled.add(chunk_id, pending)
-                return
+                return True
             if error is not None:
                 raise OSError(f"spool {self.path}: could not settle chunk {chunk_id}: {error}")
             self._unsettled.rows.pop(chunk_id, None)
             self._freed(pending.size - len(keep.data)
                         - sum(len(batch.data) for _, _, batch in dead))
-
-    @staticmethod
-    def _apply(settles: dict[int, PendingSettle], db: sqlite3.Connection) -> None:
-        now = time.time()
-        for chunk_id, p in settles.items():
-            if p.keep.count:
-                db.execute("UPDATE queue SET data = ?, points = ? WHERE id = ?",
-                           (p.keep.data, p.keep.count, chunk_id))
-            else:
-                db.execute("DELETE FROM queue WHERE id = ?", (chunk_id,))
-            for status, reason, batch in p.dead:
-                db.execute("INSERT INTO dead (origin, created, points, status, reason, data)"
-                           " VALUES (?, ?, ?, ?, ?, ?)",
-                           (p.origin, now, batch.count, status, reason, batch.data))
+            return True
 
     def _commit_unsettled(self) -> None:
         """Commit the settles a full disk held back, if there is room now."""
         if not self._unsettled:
             return
         rows = dict(self._unsettled.rows)
-        if self._transaction(lambda db: self._apply(rows, db), durable=False) is None:
+        if self._transaction(lambda db: apply_settles(rows, db), durable=False) is None:
             self._unsettled = Unsettled()
             self._freed(sum(p.size - len(p.keep.data)
                             - sum(len(b.data) for _, _, b in p.dead) for p in rows.values()))
@@ -368,51 +395,34 @@ class Spool:
             self.settle(cid)
 
     # ----- dead letters -----------------------------------------------------------------
+    @salvaging
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._lock:
-            rows = self._conn().execute(
-                "SELECT id, origin, created, status, reason, data FROM dead ORDER BY id LIMIT ?",
-                (limit,)).fetchall()
-            return [DeadLetter(i, o, c, s, r, tuple(bytes(d).split(b"\n")))
-                    for i, o, c, s, r, d in rows]
+            return read_dead_letters(self._conn(), limit)
 
+    @salvaging
     def requeue_dead_letters(self, ids: Iterable[int] | None = None) -> dict[str, int]:
         """Move dead letters (all, or ``ids``) back to the queue, e.g. after fixing a token.
         Returns the points moved per origin."""
-        where, args = self._id_filter(ids)
+        where, args = id_filter(ids)
         with self._lock:
-            moved = {origin: int(n) for origin, n in self._conn().execute(
-                f"SELECT origin, SUM(points) FROM dead{where} GROUP BY origin", args)}
-
-            def body(db: sqlite3.Connection) -> None:
-                db.execute("INSERT INTO queue (origin, created, points, data) SELECT origin,"
-                           f" created, points, data FROM dead{where} ORDER BY id", args)
-                db.execute(f"DELETE FROM dead{where}", args)
-
-            error = self._transaction(body)
+            moved = dead_by_origin(self._conn(), where, args)
+            error = self._transaction(lambda db: requeue(db, where, args))
             if error is not None:
                 raise OSError(f"spool {self.path}: could not requeue: {error}")
             return moved
 
+    @salvaging
     def purge_dead_letters(self, ids: Iterable[int] | None = None) -> int:
         """Delete dead letters (all, or ``ids``); returns the number of points deleted."""
-        where, args = self._id_filter(ids)
+        where, args = id_filter(ids)
         with self._lock:
-            n, size = self._conn().execute(
-                f"SELECT COALESCE(SUM(points), 0), COALESCE(SUM(LENGTH(data)), 0) FROM dead{where}",
-                args).fetchone()
+            n, size = dead_size(self._conn(), where, args)
             error = self._transaction(lambda db: db.execute(f"DELETE FROM dead{where}", args))
             if error is not None:
                 raise OSError(f"spool {self.path}: could not purge: {error}")
-            self._freed(int(size))
-            return int(n)
-
-    @staticmethod
-    def _id_filter(ids: Iterable[int] | None) -> tuple[str, tuple[int, ...]]:
-        if ids is None:
-            return "", ()
-        chosen = tuple(int(i) for i in ids)
-        return f" WHERE id IN ({','.join('?' * len(chosen)) or 'NULL'})", chosen
+            self._freed(size)
+            return n
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

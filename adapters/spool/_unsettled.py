@@ -10,6 +10,8 @@ loop.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from dataclasses import dataclass
 
 from ._batch import Batch
@@ -61,3 +63,18 @@ class Unsettled:
 
     def queue_bytes(self) -> int:
         return sum(p.size - len(p.keep.data) for p in self.rows.values())
+
+
+def apply_settles(settles: dict[int, PendingSettle], db: sqlite3.Connection) -> None:
+    """Write ``settles`` (inside the caller's transaction)."""
+    now = time.time()
+    for chunk_id, p in settles.items():
+        if p.keep.count:
+            db.execute("UPDATE queue SET data = ?, points = ? WHERE id = ?",
+                       (p.keep.data, p.keep.count, chunk_id))
+        else:
+            db.execute("DELETE FROM queue WHERE id = ?", (chunk_id,))
+        for status, reason, batch in p.dead:
+            db.execute("INSERT INTO dead (origin, created, points, status, reason, data)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       (p.origin, now, batch.count, status, reason, batch.data))
