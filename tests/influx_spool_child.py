@@ -59,8 +59,38 @@ def run_writer(directory: str, tag: str) -> None:
     anyio.run(main)
 
 
+def run_stream(url: str, directory: str, tag: str, durability: str) -> None:
+    """Write 200 points every 10 ms to ``url``; print ``accepted N`` after each write and
+    ``acked N`` each time a ``flush()`` returned True for the first N points."""
+    import anyio
+
+    from lifecycle import Supervisor
+    from lifecycle.adapters.influx import InfluxWriter
+
+    async def main() -> None:
+        writer = InfluxWriter(url, "t", "o", "b", name="metrics", spool_path=directory,
+                              durability=durability,  # type: ignore[arg-type]
+                              timeout=5.0, connect_timeout=0.5, max_attempts=3,
+                              retry_backoff=(0.05, 0.2), breaker_threshold=5,
+                              breaker_reset=(0.2, 0.5), flush_interval=0.05, batch_size=1000)
+        base = time.time_ns() - 3_600_000_000_000
+        async with Supervisor([writer], shutdown_timeout=15.0):
+            i = 0
+            while True:
+                writer.write_many([line(tag, i + k, base).decode() for k in range(200)])
+                i += 200
+                print(f"accepted {i}", flush=True)
+                if i % 6000 == 0 and await writer.flush(timeout=5.0):
+                    print(f"acked {i}", flush=True)
+                await anyio.sleep(0.01)
+
+    anyio.run(main)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "spool":
         run_spool(sys.argv[2])
+    elif sys.argv[1] == "stream":
+        run_stream(*sys.argv[2:6])
     else:
         run_writer(sys.argv[2], sys.argv[3])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 import uuid
@@ -26,6 +27,7 @@ from lifecycle import ConfigError, Health, Service, Stage
 from lifecycle.redact import mask_url, scrub
 
 from ..spool import EMPTY, Batch, Spool, Synchronous
+from ._barrier import Tickets
 from ._buffer import LineBuffer, admit
 from ._delivery import Deliverer, Flight
 from ._http import Outcome, Poster
@@ -38,6 +40,7 @@ from ._stats import Counters, InfluxStats
 __all__ = ["InfluxStats", "InfluxWriter", "PointsDroppedError", "WriterClosedError"]
 
 WhenFull = Literal["spool", "drop_oldest", "drop_newest"]
+Durability = Literal["memory", "disk"]
 FLUSH_MARGIN = 0.25  # seconds the flush stage leaves of its deadline
 log = logging.getLogger("lifecycle.adapters.influx")
 
@@ -76,10 +79,21 @@ class InfluxWriter(Service):
                  breaker_reset: tuple[float, float] = (5.0, 60.0),
                  timeout: float = 10.0, connect_timeout: float = 5.0,
                  spool_max_bytes: int = 256 * 2**20, spool_fsync: Synchronous = "full",
-                 max_in_flight: int = 2, flush_timeout: float | None = None,
-                 spool_timeout: float | None = None, close_timeout: float | None = None,
+                 max_in_flight: int = 2, flush_timeout: float = 5.0,
+                 spool_timeout: float = 2.0, close_timeout: float = 3.0,
+                 durability: Durability = "memory", commit_interval: float = 0.05,
                  **service_kwargs: Any) -> None:
         super().__init__(**service_kwargs)
+        if durability not in ("memory", "disk"):
+            raise ConfigError(f"InfluxWriter {self.name!r}: durability={durability!r} is not "
+                              "'memory' or 'disk'")
+        if not 0 < commit_interval <= 60:
+            raise ConfigError(f"InfluxWriter {self.name!r}: commit_interval must be in "
+                              f"(0, 60] seconds, got {commit_interval!r}")
+        self.durability: Durability = durability
+        self.commit_interval = float(commit_interval)
+        self._disk = durability == "disk"
+        self._tickets = Tickets()
         self.url = url or None
         if self.url and not bucket:
             raise ConfigError(f"InfluxWriter {self.name!r}: a bucket is required with a url")
@@ -130,16 +144,19 @@ class InfluxWriter(Service):
         self._spill_wake: anyio.Event | None = None
 
     @classmethod
-    def from_env(cls, name: str = "metrics", *, environ: Mapping[str, str] | None = None,
+    def from_env(cls, name: str | None = None, *, environ: Mapping[str, str] | None = None,
                  **kwargs: Any) -> InfluxWriter:
         """From ``INFLUXDB_URL``, ``INFLUXDB_TOKEN``, ``INFLUXDB_ORG``, ``INFLUXDB_BUCKET``
-        (and ``INFLUXDB_SPOOL_DIR``); no URL means spool-only mode."""
+        (and ``INFLUXDB_SPOOL_DIR``); no URL means spool-only mode. The default name is
+        the constructor's, ``influx_writer``."""
         env = os.environ if environ is None else environ
+        if name is not None:
+            kwargs["name"] = name
         if "spool_path" not in kwargs and env.get("INFLUXDB_SPOOL_DIR"):
             kwargs["spool_path"] = env["INFLUXDB_SPOOL_DIR"]
         return cls(env.get("INFLUXDB_URL") or None, env.get("INFLUXDB_TOKEN") or None,
                    env.get("INFLUXDB_ORG") or None, env.get("INFLUXDB_BUCKET") or None,
-                   name=name, **kwargs)
+                   **kwargs)
 
     def __repr__(self) -> str:
         where = mask_url(self.url) if self.url else "spool-only"
@@ -192,7 +209,7 @@ class InfluxWriter(Service):
                      drop=lambda k: self._c.drop(k, "buffer_full"))
         if len(self._buf) >= self._deliverer.sizer.current and self._wake is not None:
             self._wake.set()
-        if self._spill_wake is not None and self._buf.high_water():
+        if self._spill_wake is not None and (self._disk or self._buf.high_water()):
             self._spill_wake.set()
         return kept
 
@@ -223,7 +240,7 @@ class InfluxWriter(Service):
         async with anyio.create_task_group() as tg:
             for lane in range(self.max_in_flight):
                 tg.start_soon(self._send_loop, lane)
-            tg.start_soon(self._spill_loop)
+            tg.start_soon(self._commit_loop if self._disk else self._spill_loop)
             await self.wait_shutdown()
             tg.cancel_scope.cancel()
 
@@ -241,17 +258,37 @@ class InfluxWriter(Service):
         """Stage 1: refuse new points (they raise WriterClosedError and count as rejected)."""
         self._accepting = False
 
-    async def flush(self) -> None:
-        """Stage 2: deliver the buffer while the server answers. Ends by itself a little
-        before the stage deadline (a stalled server is not an overrun: what is left goes
-        to the spool in the next stage)."""
-        budget = max(0.0, self.stages()[1].timeout - FLUSH_MARGIN)
-        with anyio.move_on_after(budget):
-            while self._buf and self._poster is not None and self._deliverer.breaker.allow():
-                batch = self._buf.take(self._deliverer.sizer.current)
-                with self._buf.holding(batch):
-                    if not await self._send_live(batch, keep_rest=True):
-                        break
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every point accepted before the call is written to the server or
+        committed to the spool; False if ``timeout`` ran out first (what was not done goes
+        on in the background). Memory mode sends the buffer while the server answers (a
+        little less than ``timeout``, or ``flush_timeout``) and commits the rest to the
+        spool; disk mode commits the buffer at once. Also stage 2 of the stop: there, disk
+        mode then replays the spool while the server answers."""
+        upto = self._tickets.issued
+        limit = self.stop_stages[1].timeout if timeout is None else timeout
+        budget = max(0.0, limit - FLUSH_MARGIN)
+        with anyio.move_on_after(math.inf if timeout is None else timeout):
+            if not self._disk:
+                with anyio.move_on_after(budget):
+                    await self._send_buffer()
+            if self._buf:
+                await self._spill_batches(self._buf.drain())
+            await self._tickets.wait(upto)
+            if self._disk and not self._accepting:
+                with anyio.move_on_after(budget):
+                    while self._poster is not None and self._replayer.due():
+                        await self._replayer.run(self._window, lambda: True)
+            return True
+        return False
+
+    async def _send_buffer(self) -> None:
+        """Deliver the buffer while the server answers; the unsent rest stays in it."""
+        while self._buf and self._poster is not None and self._deliverer.breaker.allow():
+            batch = self._buf.take(self._deliverer.sizer.current)
+            with self._buf.holding(batch), self._tickets.ticket():
+                if not await self._send_live(batch, keep_rest=True):
+                    break
 
     async def spool(self) -> None:
         """Stage 3: whatever is still in memory goes to the spool, in one transaction."""
@@ -327,8 +364,8 @@ class InfluxWriter(Service):
             did = False
             online = self._poster is not None and self._deliverer.breaker.allow()
             size = self._deliverer.sizer.current if online else self.batch_size
-            if (lane == 0 or (online and not self._replaying and self._window() > lane)) \
-                    and self._live_due(size):
+            if not self._disk and self._live_due(size) and (
+                    lane == 0 or (online and not self._replaying and self._window() > lane)):
                 await self._ship(self._buf.take(size))
                 did = True
             if lane == 0 and not self._in_flight and self._poster is not None \
@@ -336,8 +373,8 @@ class InfluxWriter(Service):
                 self._replaying = True
                 try:
                     did = await self._replayer.run(
-                        self._window, lambda: not self._live_due(self._deliverer.sizer.current)
-                    ) or did
+                        self._window, lambda: self._disk
+                        or not self._live_due(self._deliverer.sizer.current)) or did
                 finally:
                     self._replaying = False
             if not did:
@@ -365,6 +402,24 @@ class InfluxWriter(Service):
             waits.append(max(self._deliverer.breaker.wait(), self._replayer.at - time.monotonic()))
         return max(0.001, min(waits))
 
+    async def _commit_loop(self) -> None:
+        """Disk mode: group commits of the buffer to the spool, ``commit_interval`` after
+        the oldest waiting point arrived or as soon as ``batch_size`` points wait; each
+        commit wakes the sender, which delivers from the spool."""
+        while True:
+            assert self._spill_wake is not None
+            wake = self._spill_wake
+            due = self._buf.first_at + self.commit_interval - time.monotonic()
+            if not self._buf or (due > 0 and len(self._buf) < self.batch_size):
+                with anyio.move_on_after(due if self._buf else math.inf):
+                    await wake.wait()
+                if self._spill_wake is wake:
+                    self._spill_wake = anyio.Event()
+                continue
+            await self._spill_batches(self._buf.drain())
+            if self._wake is not None:
+                self._wake.set()
+
     async def _spill_loop(self) -> None:
         assert self._spill_wake is not None
         while True:
@@ -375,7 +430,8 @@ class InfluxWriter(Service):
 
     async def _spill_batches(self, batches: list[Batch]) -> None:
         """Batches taken from the buffer to the spool in one transaction."""
-        await self._commit(batches, lambda: self._ledger.spill_all(batches))
+        with self._tickets.ticket():
+            await self._commit(batches, lambda: self._ledger.spill_all(batches))
 
     async def _commit(self, batches: list[Batch], work: Callable[[], None]) -> None:
         """Run ``work`` (which stores ``batches``, taken from the buffer, and moves their
@@ -409,13 +465,17 @@ class InfluxWriter(Service):
         """Deliver (or, offline, spill) a batch taken from the buffer."""
         self._in_flight += 1
         try:
-            if self._poster is None or not self._deliverer.breaker.allow():
-                await self._spill_batches([batch])
-            else:
-                with self._buf.holding(batch):
-                    await self._send_live(batch, keep_rest=False)
+            with self._tickets.ticket():
+                await self._ship_one(batch)
         finally:
             self._in_flight -= 1
+
+    async def _ship_one(self, batch: Batch) -> None:
+        if self._poster is None or not self._deliverer.breaker.allow():
+            await self._spill_batches([batch])
+        else:
+            with self._buf.holding(batch):
+                await self._send_live(batch, keep_rest=False)
 
     async def _send_live(self, batch: Batch, *, keep_rest: bool) -> bool:
         """Deliver fresh lines; what is left goes to the spool (or back to the buffer with
