@@ -100,7 +100,7 @@ def test_config_and_from_env(tmp_path: Path) -> None:
     env = {"INFLUXDB_URL": "http://u:pw@127.0.0.1:1", "INFLUXDB_TOKEN": "tok-123",
            "INFLUXDB_ORG": "o", "INFLUXDB_BUCKET": "b", "INFLUXDB_SPOOL_DIR": str(tmp_path)}
     writer = InfluxWriter.from_env(environ=env)
-    assert (writer.name, writer.url, writer.org, writer.bucket) == ("metrics", env["INFLUXDB_URL"],
+    assert (writer.name, writer.url, writer.org, writer.bucket) == ("influx_writer", env["INFLUXDB_URL"],
                                                                     "o", "b")
     assert writer.spool_store.directory == tmp_path
     assert list(writer.secrets()) == ["tok-123"]

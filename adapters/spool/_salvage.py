@@ -13,15 +13,19 @@ first key that is reachable again; nothing readable is skipped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
+from ._files import connect
+from ._types import Synchronous
 from ._unsettled import Unsettled
 
 #: SQLITE_CORRUPT and SQLITE_NOTADB (a file that is not a database: wrong header).
@@ -29,6 +33,38 @@ CORRUPT_CODES = frozenset({11, 26})
 MAX_SKIP_DOUBLINGS = 48  # ids up to 2**48: further than any AUTOINCREMENT will go
 QUEUE_COLUMNS = "id, origin, created, points, data"
 DEAD_COLUMNS = "id, origin, created, points, status, reason, data"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Salvageable(Protocol):
+    _lock: Any
+    _db: sqlite3.Connection | None
+
+    def _quarantine(self, exc: sqlite3.DatabaseError) -> None: ...
+
+
+S = TypeVar("S", bound=Salvageable)
+
+
+def salvaging(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Run ``method``; if SQLite finds the file damaged, quarantine it (keeping every
+    readable row in a fresh file) and run ``method`` once more on that file."""
+
+    @functools.wraps(method)
+    def guarded(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not is_corruption(exc) or self._db is None:
+                raise
+            with self._lock:
+                self._quarantine(exc)
+            return method(self, *args, **kwargs)
+
+    return guarded
 
 
 def is_corruption(exc: BaseException) -> bool:
@@ -222,8 +258,22 @@ def rebuild(db: sqlite3.Connection, moved: Path, reason: str, queue: TableScan,
     for _, origin, _, points, _ in rows:
         saved[origin] += points
     saved_dead: Counter[str] = Counter()
-    for row in [*dead.rows, *late_dead]:
-        saved_dead[row[-6] if len(row) == 7 else row[0]] += row[-4]
+    for row in [*dead.rows, *late_dead]:  # origin and points sit at the same offsets from
+        saved_dead[row[-6]] += row[-4]    # the end in both shapes
     return Quarantine(str(moved), reason, dict(saved), dict(saved_dead), dict(queue.lost),
                       dict(dead.lost), queue.lost_rows + dead.lost_rows,
                       queue.hidden or dead.hidden)
+
+
+def replace_damaged(path: Path, synchronous: Synchronous, reason: str,
+                    unsettled: Unsettled) -> tuple[sqlite3.Connection, Quarantine]:
+    """Move the damaged database aside, open a fresh one in its place with every readable
+    row; the fresh connection and what the damage cost."""
+    moved = move_aside(path)
+    queue, dead = read_damaged(moved)
+    db = connect(path, synchronous)
+    try:
+        return db, rebuild(db, moved, reason, queue, dead, unsettled)
+    except BaseException:
+        db.close()
+        raise

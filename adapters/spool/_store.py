@@ -1,4 +1,4 @@
-"""A durable on-disk queue for line-protocol batches that could not be delivered.
+"""A durable on-disk queue of line batches: what could not be delivered yet, or everything.
 
 Why SQLite: it is a proven embedded store whose WAL mode survives a SIGKILL between any two
 instructions (a committed transaction is in the WAL; an uncommitted one is rolled back on
@@ -10,15 +10,13 @@ calls it through ``anyio.to_thread.run_sync``. Nothing here raises for a full sp
 write that does not fit returns an :class:`AppendResult` saying so and the spool reports
 the distinct ``full`` state, so a dead disk is a state to report, not an exception storm.
 
-Files: the directory is ``0700``; the database and its ``-wal``/``-shm`` files are ``0600``.
-An advisory lock (``flock``) makes a spool directory single-owner, so two processes never
-replay the same rows.
+Files: the directory is ``0700``, the database files ``0600``; a ``flock`` makes the
+directory single-owner. A damaged file is quarantined (see ``_salvage``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import sqlite3
@@ -27,12 +25,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
 
 from ._batch import Batch, as_batch
 from ._dead import dead_by_origin, dead_size, id_filter, read_dead_letters, requeue
 from ._files import acquire_lock, connect, private_directory, transaction
-from ._salvage import Quarantine, is_corruption, move_aside, read_damaged, rebuild
+from ._salvage import Quarantine, is_corruption, replace_damaged, salvaging
 from ._types import (
     AppendResult,
     DeadLetter,
@@ -49,26 +46,6 @@ __all__ = ["Spool"]
 log = logging.getLogger("lifecycle.adapters.spool")
 
 DB_NAME = "spool.sqlite3"
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def salvaging(method: Callable[Concatenate[Spool, P], R]) -> Callable[Concatenate[Spool, P], R]:
-    """Run ``method``; if SQLite finds the file damaged, quarantine it (keeping every
-    readable row in a fresh file) and run ``method`` once more on that file."""
-
-    @functools.wraps(method)
-    def guarded(self: Spool, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if not is_corruption(exc) or self._db is None:
-                raise
-            with self._lock:
-                self._quarantine(exc)
-            return method(self, *args, **kwargs)
-
-    return guarded
 
 
 class Spool:
@@ -146,10 +123,8 @@ class Spool:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
-        moved = move_aside(self.path)
-        queue, dead = read_damaged(moved)
-        self._db = connect(self.path, self.synchronous)
-        found = rebuild(self._db, moved, str(exc), queue, dead, self._unsettled)
+        self._db, found = replace_damaged(self.path, self.synchronous, str(exc),
+                                          self._unsettled)
         self._unsettled = Unsettled()
         self._count_bytes()
         self.quarantines.append(found)
@@ -208,18 +183,13 @@ class Spool:
         with self._lock:
             q = d = (0, 0, 0)
             if self._db is not None:
-                q = self._db.execute("SELECT COALESCE(SUM(points), 0), COUNT(*),"
-                                     " COALESCE(SUM(LENGTH(data)), 0) FROM queue").fetchone()
-                d = self._db.execute("SELECT COALESCE(SUM(points), 0), COUNT(*),"
-                                     " COALESCE(SUM(LENGTH(data)), 0) FROM dead").fetchone()
-            u = self._unsettled
-            return SpoolStats(str(self.path), self.state, self.synchronous,
-                              q[0] - u.queue_points(),
-                              q[1] - sum(1 for i in u.rows if u.skip(i)),
-                              q[2] - u.queue_bytes(), d[0] + u.dead_points(), d[1],
-                              d[2] + u.dead_bytes(), self.max_bytes,
-                              sum(self._refused.values()), dict(self._refused),
-                              unsettled=len(u))
+                q, d = (self._db.execute("SELECT COALESCE(SUM(points), 0), COUNT(*), COALESCE("
+                                         f"SUM(LENGTH(data)), 0) FROM {t}").fetchone()
+                        for t in ("queue", "dead"))
+            q, d = self._unsettled.adjust(q, d)
+            return SpoolStats(str(self.path), self.state, self.synchronous, *q, *d,
+                              self.max_bytes, sum(self._refused.values()),
+                              dict(self._refused), unsettled=len(self._unsettled))
 
     @salvaging
     def points_by_origin(self) -> dict[str, int]:
@@ -373,8 +343,7 @@ class Spool:
             if error is not None:
                 raise OSError(f"spool {self.path}: could not settle chunk {chunk_id}: {error}")
             self._unsettled.rows.pop(chunk_id, None)
-            self._freed(pending.size - len(keep.data)
-                        - sum(len(batch.data) for _, _, batch in dead))
+            self._freed(pending.freed)
             return True
 
     def _commit_unsettled(self) -> None:
@@ -384,8 +353,7 @@ class Spool:
         rows = dict(self._unsettled.rows)
         if self._transaction(lambda db: apply_settles(rows, db), durable=False) is None:
             self._unsettled = Unsettled()
-            self._freed(sum(p.size - len(p.keep.data)
-                            - sum(len(b.data) for _, _, b in p.dead) for p in rows.values()))
+            self._freed(sum(p.freed for p in rows.values()))
             log.info("spool %s: %d replayed row(s) deleted now that the disk has room",
                      self.path, len(rows))
 

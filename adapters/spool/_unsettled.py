@@ -28,6 +28,11 @@ class PendingSettle:
     keep: Batch
     dead: tuple[tuple[int, str, Batch], ...]
 
+    @property
+    def freed(self) -> int:
+        """Payload bytes the settle frees once committed."""
+        return self.size - len(self.keep.data) - sum(len(b.data) for _, _, b in self.dead)
+
 
 class Unsettled:
     """The pending settles, by row id."""
@@ -51,18 +56,17 @@ class Unsettled:
         pending = self.rows.get(chunk_id)
         return pending.keep if pending is not None else None
 
-    def queue_points(self) -> int:
-        """Points stored in the queue that are settled already."""
-        return sum(p.points - p.keep.count for p in self.rows.values())
-
-    def dead_points(self) -> int:
-        return sum(b.count for p in self.rows.values() for _, _, b in p.dead)
-
-    def dead_bytes(self) -> int:
-        return sum(len(b.data) for p in self.rows.values() for _, _, b in p.dead)
-
-    def queue_bytes(self) -> int:
-        return sum(p.size - len(p.keep.data) for p in self.rows.values())
+    def adjust(self, queue: tuple[int, int, int], dead: tuple[int, int, int]
+               ) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """(points, rows, bytes) of the queue and the dead letters as stored, corrected
+        for the settles held here."""
+        rows = self.rows.values()
+        gone = sum(1 for p in rows if not p.keep.count)
+        moved = [b for p in rows for _, _, b in p.dead]
+        return ((queue[0] - sum(p.points - p.keep.count for p in rows), queue[1] - gone,
+                 queue[2] - sum(p.size - len(p.keep.data) for p in rows)),
+                (dead[0] + sum(b.count for b in moved), dead[1],
+                 dead[2] + sum(len(b.data) for b in moved)))
 
 
 def apply_settles(settles: dict[int, PendingSettle], db: sqlite3.Connection) -> None:
