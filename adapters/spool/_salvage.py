@@ -130,8 +130,25 @@ def move_aside(path: Path) -> Path:
     return target
 
 
+def fit_header_to_length(file: Path) -> None:
+    """A truncated file: SQLite refuses every read while the header claims more pages than
+    the file has, so the header's page count (bytes 28-31) is set to what is there; the
+    pages before the cut can then be read."""
+    with contextlib.suppress(OSError), open(file, "r+b") as f:
+        head = f.read(100)
+        if len(head) < 100 or not head.startswith(b"SQLite format 3\0"):
+            return
+        page_size = int.from_bytes(head[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages = os.fstat(f.fileno()).st_size // max(page_size, 512)
+        if 0 < pages < int.from_bytes(head[28:32], "big"):
+            f.seek(28)
+            f.write(pages.to_bytes(4, "big"))
+
+
 def read_damaged(file: Path) -> tuple[TableScan, TableScan]:
     """Every readable row of the queue and the dead letters of a damaged file."""
+    fit_header_to_length(file)
     try:
         db = sqlite3.connect(file, isolation_level=None)
     except sqlite3.Error:
