@@ -87,7 +87,45 @@ def run_stream(url: str, directory: str, tag: str, durability: str) -> None:
     anyio.run(main)
 
 
+def run_incident(url: str, directory: str, tag: str) -> None:
+    """The S2 incident in disk mode: 34,286 points in batches of 5,000; after the second
+    batch is written the child prints ``stall`` and waits for a line on stdin (the parent
+    stalls the server), writes the rest, and prints ``committed N`` once the writer's
+    counters say every point is in the spool or written (no flush() call)."""
+    import anyio
+
+    from lifecycle import Supervisor
+    from lifecycle.adapters.influx import InfluxWriter
+
+    async def main() -> None:
+        writer = InfluxWriter(url, "t", "o", "b", name="metrics", spool_path=directory,
+                              durability="disk", batch_size=5000)
+        base = time.time_ns() - 3_600_000_000_000
+        total, batch = 34_286, 5_000
+        points = [line(tag, i, base).decode() for i in range(total)]
+        async with Supervisor([writer], shutdown_timeout=15.0):
+            writer.write_many(points[:batch])
+            writer.write_many(points[batch:2 * batch])
+            while writer.stats.written < 2 * batch:
+                await anyio.sleep(0.01)
+            print("stall", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+            for start in range(2 * batch, total, batch):
+                writer.write_many(points[start:start + batch])
+            while True:
+                stats = writer.stats
+                if stats.buffered == 0 and stats.in_spool + stats.written == total:
+                    print(f"committed {total}", flush=True)
+                    await anyio.sleep(3600)
+                await anyio.sleep(0.005)
+
+    anyio.run(main)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "incident":
+        run_incident(*sys.argv[2:5])
+        sys.exit(0)
     if sys.argv[1] == "spool":
         run_spool(sys.argv[2])
     elif sys.argv[1] == "stream":
