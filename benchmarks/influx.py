@@ -13,8 +13,14 @@ never answers (a VictoriaMetrics frozen with SIGSTOP), with an 8 MiB buffer cap,
 many times that; the figure is the growth of the process's peak resident memory (VmHWM,
 reset before the writes) over its resident memory when the writes began.
 
+Disk mode (``durability="disk"``) runs the same inputs: every point is committed to the
+spool (group commits every 50 ms or 5,000 points, ``synchronous=FULL``) before it is sent
+from there. Its rows' ratios are to the same input in memory mode. Write-to-durable
+latency: 200-line writes every 2 ms into a disk-mode writer; for each write, the time until
+the writer's ``spooled`` counter covers it (polled every 0.5 ms).
+
 Ratios: rows with Point input are to the raw ``WriteApiAsync`` with Points, rows with line
-protocol to the raw ``WriteApiAsync`` with line protocol, the memory row to the cap.
+protocol to the raw ``WriteApiAsync`` with line protocol, the memory rows to the cap.
 """
 
 from __future__ import annotations
@@ -95,6 +101,18 @@ SUBJECTS = {
                                                  "max_buffer_points=10**6, timeout=2)`; 18 "
                                                  "times the cap in line protocol written 10,000 "
                                                  "lines at a time; growth of peak RSS.",
+    "InfluxWriter disk mode, Point input": "as the Point row, `durability=\"disk\"`; ratio to "
+                                           "memory mode.",
+    "InfluxWriter disk mode, line-protocol input": "as the line-protocol row, "
+                                                   "`durability=\"disk\"`; ratio to memory "
+                                                   "mode.",
+    "InfluxWriter disk mode, write to durable p50": "200-line `write_many()` every 2 ms; "
+                                                    "time until committed to the spool.",
+    "InfluxWriter disk mode, write to durable p99": "as above, 99th percentile.",
+    "InfluxWriter disk mode, stalled server: peak memory": "as the memory row, "
+                                                           "`durability=\"disk\"`; also "
+                                                           "with twice the input (a stall "
+                                                           "twice as long).",
 }
 
 
@@ -154,13 +172,50 @@ def _run_writer(url: str, records: list[Any], **kw: Any) -> float:
     return anyio.run(main)
 
 
-def sample_writer_points(url: str, n: int) -> float:
-    return n / _run_writer(url, _points(n, uuid.uuid4().hex[:12]))
+def sample_writer_points(url: str, n: int, durability: str = "memory") -> float:
+    return n / _run_writer(url, _points(n, uuid.uuid4().hex[:12]), durability=durability)
 
 
-def sample_writer_lines(url: str, n: int) -> float:
+def sample_writer_lines(url: str, n: int, durability: str = "memory") -> float:
     return n / _run_writer(url, _lines(n, uuid.uuid4().hex[:12]), max_buffer_points=max(n, BATCH),
-                           max_buffer_bytes=max(64 * n, 2**20))
+                           max_buffer_bytes=max(64 * n, 2**20), durability=durability)
+
+
+def sample_durable_latency(url: str, n: int) -> dict[str, float]:
+    """Disk mode: per write, the time from ``write_many()`` until it is committed."""
+    from lifecycle import Supervisor
+
+    async def main() -> dict[str, float]:
+        with tempfile.TemporaryDirectory() as spool:
+            writer = _writer(url, spool, durability="disk")
+            tag = uuid.uuid4().hex[:12]
+            step = 200
+            waits: list[float] = []
+            pending: list[tuple[int, float]] = []
+
+            async def watch() -> None:
+                while True:
+                    spooled = writer.stats.spooled
+                    now = time.perf_counter()
+                    while pending and pending[0][0] <= spooled:
+                        waits.append(now - pending.pop(0)[1])
+                    await anyio.sleep(0.0005)
+
+            async with Supervisor([writer], leak_check=False, shutdown_timeout=20.0), \
+                    anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                for i in range(0, n, step):
+                    writer.write_many(_lines(step, tag, i))
+                    pending.append((i + step, time.perf_counter()))
+                    await anyio.sleep(0.002)
+                while pending:
+                    await anyio.sleep(0.01)
+                tg.cancel_scope.cancel()
+        waits.sort()
+        return {"value": waits[len(waits) // 2] * 1000,
+                "p99": waits[min(len(waits) - 1, len(waits) * 99 // 100)] * 1000}
+
+    return anyio.run(main)
 
 
 def _raw_async(url: str, records: list[Any], join: bool = False) -> float:
@@ -216,14 +271,14 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def sample_stalled_memory(url: str, n: int) -> dict[str, float]:
+def sample_stalled_memory(url: str, n: int, durability: str = "memory") -> dict[str, float]:
     from lifecycle import Supervisor
 
     async def main() -> dict[str, float]:
         with tempfile.TemporaryDirectory() as spool:
             writer = _writer(url, spool, max_buffer_bytes=CAP_BYTES, max_buffer_points=10**6,
                              timeout=2.0, connect_timeout=1.0, flush_timeout=0.5,
-                             spool_timeout=5.0, close_timeout=2.0)
+                             spool_timeout=5.0, close_timeout=2.0, durability=durability)
             tag = uuid.uuid4().hex[:12]
             async with Supervisor([writer], leak_check=False, shutdown_timeout=20.0):
                 _reset_peak()
@@ -256,9 +311,22 @@ def run(size: Size, pool: Pool | None = None) -> list[Result]:
                 ("raw WriteApiAsync, line-protocol input", "sample_raw_lines", n_lines)):
             samples = measure(f"{__name__}:{fn}", url=url, n=n, repeats=repeats)
             rates[subject] = summarize(samples.values, higher_is_better=True)
+        disk = {}
+        for subject, fn, n in (
+                ("InfluxWriter disk mode, Point input", "sample_writer_points", n_points),
+                ("InfluxWriter disk mode, line-protocol input", "sample_writer_lines", n_lines)):
+            samples = measure(f"{__name__}:{fn}", url=url, n=n, repeats=repeats,
+                              durability="disk")
+            disk[subject] = summarize(samples.values, higher_is_better=True)
+        latency = measure(f"{__name__}:sample_durable_latency", url=url, n=n_lines // 5,
+                          repeats=1, timeout=120.0)
         host, port = servers.get_stalled()
-        memory = measure(f"{__name__}:sample_stalled_memory", url=f"http://{host}:{port}",
+        stalled = f"http://{host}:{port}"
+        memory = measure(f"{__name__}:sample_stalled_memory", url=stalled,
                          n=n_stall, repeats=1, timeout=120.0)
+        disk_memory = [measure(f"{__name__}:sample_stalled_memory", url=stalled, n=k * n_stall,
+                               repeats=1, timeout=240.0, durability="disk").values[0]
+                       for k in (1, 2)]
     ref = rates["raw WriteApiAsync, Point input (reference)"].median
     ref_lines = rates["raw WriteApiAsync, line-protocol input"].median
     sync = rates["official sync batching WriteApi, Point input"].median
@@ -273,6 +341,22 @@ def run(size: Size, pool: Pool | None = None) -> list[Result]:
             goal, met = "≥ 1,000,000 points/s", st.median >= 1_000_000
         results.append(Result(NAME, subject, st.median, "points/s", ratio(st.median, base), goal,
                               met, st.best, st.n))
+    for subject, st in disk.items():
+        memory_mode = rates[subject.replace(" disk mode", "")].median
+        results.append(Result(NAME, subject, st.median, "points/s",
+                              ratio(st.median, memory_mode), f"≥ 0.5{TIMES} memory mode",
+                              st.median >= 0.5 * memory_mode, st.best, st.n))
+    p50, p99 = latency.values[0], float(latency.extra["p99"])
+    results.append(Result(NAME, "InfluxWriter disk mode, write to durable p50", p50, "ms",
+                          goal="≤ 2 commit intervals (100 ms)", met=p50 <= 100))
+    results.append(Result(NAME, "InfluxWriter disk mode, write to durable p99", p99, "ms",
+                          goal="≤ 4 commit intervals (200 ms)", met=p99 <= 200))
+    cap_mib = CAP_BYTES / 2**20
+    results.append(Result(
+        NAME, "InfluxWriter disk mode, stalled server: peak memory", disk_memory[0], "MiB",
+        disk_memory[0] / cap_mib, f"≤ 2{TIMES} the {cap_mib:g} MiB cap, flat in the stall's "
+        "length", disk_memory[0] <= 2 * cap_mib and disk_memory[1] <= 1.25 * disk_memory[0]
+        + 1, disk_memory[0], 1, note=f"{disk_memory[1]:.1f} MiB with twice the input"))
     grown = memory.values[0]
     cap = CAP_BYTES / 2**20
     extra = memory.extra
