@@ -177,6 +177,8 @@ class Background:
         except BaseException:
             self._buf.unshift(Batch.join([flight.dead_batch(), flight.rest()]))
             raise
+        if flight.delivered:
+            self._ledger.live_delivered()
         rest = flight.rest()
         if keep_rest:
             self._buf.unshift(rest)

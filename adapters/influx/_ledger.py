@@ -29,6 +29,9 @@ class SpoolLedger:
         self.appended = 0  # rows added to the queue so far (tells a stale "empty" apart)
         self._opened_once = False
         spool.on_quarantine = self._quarantined
+        self.name = "influx"
+        self.quiet = False  # disk mode: every point is spooled, nothing to announce
+        self.spooling = False
 
     def open(self) -> None:
         """Open the spool; on the first open, count what earlier runs left as inherited."""
@@ -70,9 +73,20 @@ class SpoolLedger:
         if result.ok:
             self._c.add(buffered=-n, in_spool=n, spooled=n)
             self._queued()
+            if not self.spooling and not self.quiet:
+                self.spooling = True
+                log.warning("%s: spooling started: points go to %s until the server "
+                            "takes them again", self.name, self.spool.directory)
         else:
             reason = "spool_full" if result.reason == "full" else (result.reason or "spool")
             self._c.drop(n, reason.split(":")[0])
+
+    def live_delivered(self) -> None:
+        """A live batch got through: if points were being spooled, that period ends."""
+        if self.spooling:
+            self.spooling = False
+            log.info("%s: spooling ended: live batches are delivered again (%d point(s) "
+                     "spooled so far)", self.name, self._c.get("spooled"))
 
     def resolve_live(self, dead: list[Rejected], rest: Batch) -> None:
         """After a live delivery: dead letters to their table, the undelivered rest spilled."""

@@ -73,6 +73,9 @@ class CircuitBreaker:
         self._open_for = reset
         self._open_until: float | None = None
         self.opened = 0  # times it opened, for the report
+        #: Told "open" when it opens from closed and "closed" when it closes again (not on
+        #: each failed probe): one log line per outage.
+        self.on_change: Callable[[str], None] | None = None
 
     @property
     def state(self) -> str:
@@ -91,9 +94,12 @@ class CircuitBreaker:
         return max(0.0, self._open_until - self._clock())
 
     def success(self) -> None:
+        was_open = self._open_until is not None
         self._failures = 0
         self._open_until = None
         self._open_for = self.reset
+        if was_open and self.on_change is not None:
+            self.on_change("closed")
 
     def failure(self) -> None:
         self._failures += 1
@@ -108,9 +114,12 @@ class CircuitBreaker:
         self._trip(max(seconds, self._open_for))
 
     def _trip(self, seconds: float) -> None:
-        if self._open_until is None or self.state == "half_open":
+        was_closed = self._open_until is None
+        if was_closed or self.state == "half_open":
             self.opened += 1
         self._open_until = self._clock() + seconds
+        if was_closed and self.on_change is not None:
+            self.on_change("open")
 
 
 class BatchSizer:

@@ -46,6 +46,9 @@ class Replayer:
         self.failures = 0
         self.at = 0.0
         self._failed = False
+        self.quiet = False  # disk mode: replay is the normal path, nothing to announce
+        self.active = False  # between "replay started" and "replay finished"
+        self.delivered = 0
 
     def due(self) -> bool:
         """Worth a run now: rows may be waiting, the breaker lets requests through, no
@@ -66,7 +69,15 @@ class Replayer:
             return True
         if not first:
             self._ledger.mark_empty(seen)
+            if self.active and not self._ledger.backlog:
+                self.active = False
+                log.info("%s: replay finished: the spool is empty (%d point(s) replayed)",
+                         self.name, self.delivered)
             return False
+        if not self.active and not self.quiet:
+            self.active = True
+            self.delivered = 0
+            log.info("%s: replay of the spool %s started", self.name, self._spool.directory)
         self._failed = False
         held: dict[int, Batch] = {}
         send, receive = anyio.create_memory_object_stream[SpoolChunk]()
@@ -122,6 +133,7 @@ class Replayer:
                     done = await self._deliverer.deliver(flight, attempts=1)
                 finally:
                     self._buf.release(held.pop(chunk.id))
+                self.delivered += flight.delivered
                 if flight.resolved:
                     try:
                         await anyio.to_thread.run_sync(self._ledger.settle_replay, chunk, flight)

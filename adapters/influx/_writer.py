@@ -137,6 +137,9 @@ class InfluxWriter(Background, Service):
         self._buf = LineBuffer(max_buffer_points, max_buffer_bytes)
         self._ledger = SpoolLedger(self.spool_store, self._c, self._origin)
         self._replayer = Replayer(self.name, self._ledger, self._deliverer, self._buf)
+        self._ledger.name = self.name
+        self._ledger.quiet = self._replayer.quiet = self._disk
+        breaker.on_change = self._breaker_changed
         self._accepting = True
         self._in_flight = 0  # live batches out (being sent or spilled)
         self._replaying = False
@@ -341,6 +344,13 @@ class InfluxWriter(Background, Service):
         if self._wake is not None:
             self._wake.set()
         return moved
+
+    def _breaker_changed(self, state: str) -> None:
+        if state == "open":
+            log.warning("%s: circuit breaker opened: requests pause (last error: %s)",
+                        self.name, scrub(self._deliverer.last_error, self.secrets()) or "none")
+        else:
+            log.info("%s: circuit breaker closed: the server answers again", self.name)
 
     def report_details(self) -> dict[str, Any]:
         details = self.stats.to_dict()
