@@ -75,7 +75,8 @@ plus the old re-parse; that is most of its time, on the event loop.
 """
 
 SUBJECTS = {
-    "InfluxWriter, Point input": "`InfluxWriter(url, ..., spool_path=tmp)` with its defaults "
+    "InfluxWriter, Point input": "`InfluxWriter(url, ..., spool_path=tmp, durability="
+                                 "\"memory\")`, otherwise its defaults "
                                  "(batch 5,000, buffer 100,000 points / 32 MiB, two "
                                  "requests in flight) under a "
                                  "`Supervisor`; `write_many()` 5,000 points at a time with "

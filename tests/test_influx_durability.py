@@ -16,6 +16,7 @@ import pytest
 
 from lifecycle import Supervisor
 from lifecycle.adapters.influx import InfluxWriter
+from tests.servers.http_faults import FaultProxy, too_many
 from tests.servers.victoria import VictoriaMetrics
 
 CHILD = Path(__file__).with_name("influx_spool_child.py")
@@ -169,3 +170,19 @@ async def test_incident_s2_replayed_with_a_sigkill_during_the_stall_loses_nothin
         functools.partial(vm.raw_count, "sigkill_value", test=unique_tag))
     print(f"S2 replay: {found} distinct of 34286, {raw - found} duplicate sample(s)")
     assert found == 34_286
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_disk_mode_waits_out_a_retry_after_before_sending_again(
+        victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path, anyio_backend: str) -> None:
+    async with FaultProxy(victoria.url) as proxy:
+        w = InfluxWriter(proxy.url, "t", "o", "b", spool_path=tmp_path, durability="disk",
+                         retry_backoff=(0.05, 0.2), breaker_threshold=5)
+        async with Supervisor([w], shutdown_timeout=15.0):
+            proxy.push(too_many(retry_after=1.0))
+            w.write_many(lines(unique_tag, 100))
+            with anyio.fail_after(10):
+                while w.stats.written < 100:
+                    await anyio.sleep(0.02)
+        assert proxy.statuses() == [429, 204]
+        assert proxy.seen[1].at - proxy.seen[0].at >= 0.95

@@ -1,5 +1,6 @@
 """The writer's log tells an outage's story in six lines, not one per batch: the breaker
-opens and closes, spooling starts and ends, replay starts and finishes."""
+opens and closes, spooling starts and ends, replay starts and finishes (memory mode; in
+disk mode every point is spooled and replayed, so only the breaker's two lines are told)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ async def test_an_outage_is_six_log_lines_whatever_the_number_of_batches(
         victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="lifecycle.adapters.influx")
-    fast: dict[str, Any] = dict(timeout=1.0, connect_timeout=0.5, max_attempts=1,
+    fast: dict[str, Any] = dict(durability="memory", timeout=1.0, connect_timeout=0.5, max_attempts=1,
                                 retry_backoff=(0.05, 0.2), breaker_threshold=2,
                                 breaker_reset=(0.3, 0.3), flush_interval=0.02)
     async with FaultProxy(victoria.url, default=unavailable()) as proxy:

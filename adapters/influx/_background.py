@@ -178,7 +178,7 @@ class Background:
             self._buf.unshift(Batch.join([flight.dead_batch(), flight.rest()]))
             raise
         if flight.delivered:
-            self._ledger.live_delivered()
+            self._ledger.end_spooling()
         rest = flight.rest()
         if keep_rest:
             self._buf.unshift(rest)

@@ -54,6 +54,7 @@ class Deliverer:
         self.sizer = sizer
         self._on_retry = on_retry
         self.last_error = ""
+        self.last_retry_after: float | None = None  # the last failure's Retry-After
         self.posting = 0  # requests out now (flights may run side by side)
 
     async def deliver(self, flight: Flight, *, attempts: int,
@@ -92,6 +93,7 @@ class Deliverer:
                 flight.pending = after
                 continue
             failed += 1
+            self.last_retry_after = outcome.retry_after
             self.breaker.failure()
             self.sizer.shrink()
             self._note(outcome, piece.count, f"attempt {failed}/{attempts}")

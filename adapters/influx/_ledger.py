@@ -81,8 +81,9 @@ class SpoolLedger:
             reason = "spool_full" if result.reason == "full" else (result.reason or "spool")
             self._c.drop(n, reason.split(":")[0])
 
-    def live_delivered(self) -> None:
-        """A live batch got through: if points were being spooled, that period ends."""
+    def end_spooling(self) -> None:
+        """Live batches get through again (one did, or the breaker closed): if points were
+        being spooled, that period ends."""
         if self.spooling:
             self.spooling = False
             log.info("%s: spooling ended: live batches are delivered again (%d point(s) "

@@ -145,6 +145,8 @@ class Replayer:
                     self._failed = True
 
     def later(self) -> None:
-        """Back off after a failed replay (it counts toward the breaker too)."""
+        """Back off after a failed replay (it counts toward the breaker too), for exactly
+        the server's ``Retry-After`` when it sent one."""
         self.failures += 1
-        self.at = time.monotonic() + self._deliverer.retry.delay(self.failures)
+        retry_after, self._deliverer.last_retry_after = self._deliverer.last_retry_after, None
+        self.at = time.monotonic() + self._deliverer.retry.delay(self.failures, retry_after)

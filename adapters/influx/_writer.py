@@ -82,7 +82,7 @@ class InfluxWriter(Background, Service):
                  spool_max_bytes: int = 256 * 2**20, spool_fsync: Synchronous = "full",
                  max_in_flight: int = 2, flush_timeout: float = 5.0,
                  spool_timeout: float = 2.0, close_timeout: float = 3.0,
-                 durability: Durability = "memory", commit_interval: float = 0.05,
+                 durability: Durability = "disk", commit_interval: float = 0.05,
                  **service_kwargs: Any) -> None:
         super().__init__(**service_kwargs)
         if durability not in ("memory", "disk"):
@@ -351,6 +351,7 @@ class InfluxWriter(Background, Service):
                         self.name, scrub(self._deliverer.last_error, self.secrets()) or "none")
         else:
             log.info("%s: circuit breaker closed: the server answers again", self.name)
+            self._ledger.end_spooling()
 
     def report_details(self) -> dict[str, Any]:
         details = self.stats.to_dict()
