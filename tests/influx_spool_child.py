@@ -60,8 +60,9 @@ def run_writer(directory: str, tag: str) -> None:
 
 
 def run_stream(url: str, directory: str, tag: str, durability: str) -> None:
-    """Write 200 points every 10 ms to ``url``; print ``accepted N`` after each write and
-    ``acked N`` each time a ``flush()`` returned True for the first N points."""
+    """Write 200 points every 10 ms to ``url``; print ``accepted N M`` after each write (M:
+    points an earlier run left that are not replayed yet) and ``acked N`` each time a
+    ``flush()`` returned True for the first N points."""
     import anyio
 
     from lifecycle import Supervisor
@@ -79,7 +80,9 @@ def run_stream(url: str, directory: str, tag: str, durability: str) -> None:
             while True:
                 writer.write_many([line(tag, i + k, base).decode() for k in range(200)])
                 i += 200
-                print(f"accepted {i}", flush=True)
+                stats = writer.stats
+                left = stats.inherited - stats.inherited_written - stats.inherited_lost
+                print(f"accepted {i} {left}", flush=True)
                 if i % 6000 == 0 and await writer.flush(timeout=5.0):
                     print(f"acked {i}", flush=True)
                 await anyio.sleep(0.01)

@@ -65,10 +65,11 @@ async def test_disk_mode_delivers_from_the_spool_and_flush_times_out_while_stall
 
 
 def kill_rounds(vm: VictoriaMetrics, spool: Path, tag: str, durability: str,
-                rounds: int, seed: int) -> list[tuple[int, int]]:
+                rounds: int, seed: int) -> list[tuple[int, int, int]]:
     """Start the streaming child on ``spool``, SIGKILL it at a random moment, ``rounds``
     times, with the server stalled (SIGSTOP) in every other round. Returns, per round,
-    (points accepted before the kill, points acknowledged by flush())."""
+    (points accepted before the kill, points acknowledged by flush(), points of earlier
+    rounds not replayed yet at the kill)."""
     rng = random.Random(seed)
     out = []
     for r in range(rounds):
@@ -77,14 +78,15 @@ def kill_rounds(vm: VictoriaMetrics, spool: Path, tag: str, durability: str,
             vm.stall()
         child = subprocess.Popen([sys.executable, str(CHILD), "stream", vm.url, str(spool),
                                   f"{tag}_{r}", durability], stdout=subprocess.PIPE, text=True)
-        accepted = acked = 0
-        target = rng.randrange(2000, 12000, 200)
+        accepted = acked = left = 0
+        # after a stall, some kills come early: while the last round's points replay
+        target = rng.randrange(200, 1000, 200) if r % 4 == 2 else rng.randrange(2000, 12000, 200)
         try:
             assert child.stdout is not None
             for text in child.stdout:
-                what, n = text.split()
+                what, n, *rest = text.split()
                 if what == "accepted":
-                    accepted = int(n)
+                    accepted, left = int(n), int(rest[0])
                 else:
                     acked = int(n)
                 if accepted >= target:
@@ -94,7 +96,7 @@ def kill_rounds(vm: VictoriaMetrics, spool: Path, tag: str, durability: str,
             child.wait(10)
             if stall:
                 vm.resume()
-        out.append((accepted, acked))
+        out.append((accepted, acked, left))
     return out
 
 
@@ -111,11 +113,13 @@ async def drain(vm: VictoriaMetrics, spool: Path) -> None:
 async def test_repeated_sigkills_lose_no_acknowledged_point_in_disk_mode(
         fresh_victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path,
         anyio_backend: str) -> None:
-    """10 kills, 5 of them while the server is stalled. Disk mode: every acknowledged
-    point arrives, and what is lost of the rest is at most about one commit interval's
-    worth of writes (200 points per 10 ms; 2,000 allowed for a loaded machine). Memory
-    mode, the same run: the points held in memory while the server was stalled are lost
-    (the child flushes every 6,000 points, which bounds that loss)."""
+    """10 kills, 5 of them while the server is stalled and some while the points of the
+    round before are replayed. Disk mode: every acknowledged point arrives, and what is
+    lost of the rest is at most about one commit interval's worth of writes (200 points
+    per 10 ms; 2,000 allowed for a loaded machine). Memory mode, the same run: a round
+    killed during a stall loses more than that (the points held in memory; the child
+    flushes every 6,000 points, which bounds it). Distinct timestamps are counted;
+    duplicates (at-least-once) are printed."""
     vm = fresh_victoria
     results = {}
     for durability in ("disk", "memory"):
@@ -124,16 +128,25 @@ async def test_repeated_sigkills_lose_no_acknowledged_point_in_disk_mode(
                                                 durability, 10, 7)
         await drain(vm, spool)
         counts = []
-        for r, (_accepted, _acked) in enumerate(rounds):
-            counts.append(await anyio.to_thread.run_sync(
-                functools.partial(vm.count, "sigkill_value", test=f"{unique_tag}{durability}_{r}")))
+        duplicates = 0
+        for r in range(len(rounds)):
+            labels = {"test": f"{unique_tag}{durability}_{r}"}
+            found = await anyio.to_thread.run_sync(
+                functools.partial(vm.count, "sigkill_value", **labels))
+            raw = await anyio.to_thread.run_sync(
+                functools.partial(vm.raw_count, "sigkill_value", **labels))
+            counts.append(found)
+            duplicates += raw - found
         results[durability] = list(zip(rounds, counts, strict=True))
-    for (accepted, acked), found in results["disk"]:
+        print(f"{durability}: (accepted, acked, replay left at the kill) -> distinct found: "
+              f"{results[durability]}; {duplicates} duplicate sample(s)")
+    for (accepted, acked, _), found in results["disk"]:
         assert acked <= found <= accepted
         assert accepted - found <= 2000, results["disk"]
-    lost_in_disk = sum(accepted - found for (accepted, _), found in results["disk"])
-    lost_in_memory = sum(accepted - found for (accepted, _), found in results["memory"])
-    assert lost_in_memory > lost_in_disk + 5000, results
+    assert any(left for (_, _, left), _ in results["disk"]), "no kill during a replay"
+    # the same bound does not hold in memory mode: a stalled round loses what was in memory
+    assert any(accepted - found > 2000 for (accepted, _, _), found in results["memory"]), \
+        results["memory"]
 
 
 def incident_killed_during_the_stall(vm: VictoriaMetrics, spool: Path, tag: str) -> str:
