@@ -51,8 +51,7 @@ def test_a_damaged_page_loses_only_its_rows_and_says_how_many_points(
     data = spool.path.read_bytes()
     page = data.index(b"m,row=7 value=0i") // 32768
     overwrite(spool.path, page * 32768, b"\xff" * 32768)
-    spool.open()
-    try:
+    with spool:  # opening it finds the damage
         kept = stored(spool)  # reads past the damage: nothing blocked behind it
         [found] = spool.quarantines
         lost = sum(found.lost.values())
@@ -62,8 +61,6 @@ def test_a_damaged_page_loses_only_its_rows_and_says_how_many_points(
         assert f"{lost} point(s)" in caplog.text
         quarantined_once(spool, caplog)
         assert spool.append([b"m v=1i 1"]).ok and stored(spool) == kept + 1  # works on
-    finally:
-        spool.close()
 
 
 def test_a_truncated_file_is_quarantined_with_what_could_be_read(
@@ -72,15 +69,12 @@ def test_a_truncated_file_is_quarantined_with_what_could_be_read(
     spool = filled(tmp_path)
     size = spool.path.stat().st_size
     os.truncate(spool.path, size // 2)
-    spool.open()
-    try:
+    with spool:  # opening it finds the damage
         kept = stored(spool)
         [found] = spool.quarantines
         assert 0 < kept < ROWS * PER_ROW
         assert found.hidden or kept + sum(found.lost.values()) == ROWS * PER_ROW
         quarantined_once(spool, caplog)
-    finally:
-        spool.close()
 
 
 def test_a_file_with_a_wrong_header_is_quarantined_not_retried(
@@ -88,16 +82,13 @@ def test_a_file_with_a_wrong_header_is_quarantined_not_retried(
     caplog.set_level(logging.ERROR)
     spool = filled(tmp_path)
     overwrite(spool.path, 0, b"this is not SQLite")
-    spool.open()
-    try:
+    with spool:  # opening it finds the damage
         [found] = spool.quarantines
         assert found.hidden and stored(spool) == 0  # nothing readable: said so, not zero
         assert "cannot be read" in found.describe()
         moved = quarantined_once(spool, caplog)
         assert moved.read_bytes().startswith(b"this is not SQLite")  # kept for an expert
         assert spool.append([b"m v=1i 1"]).ok
-    finally:
-        spool.close()
 
 
 def test_a_torn_last_write_loses_that_commit_whole_and_nothing_before(tmp_path: Path) -> None:
