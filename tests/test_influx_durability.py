@@ -64,6 +64,17 @@ async def test_disk_mode_delivers_from_the_spool_and_flush_times_out_while_stall
     assert found == 5000
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_memory_mode_flush_sends_the_buffer_while_the_server_answers(
+        victoria: VictoriaMetrics, unique_tag: str, tmp_path: Path, anyio_backend: str) -> None:
+    w = InfluxWriter(victoria.url, "t", "o", "b", spool_path=tmp_path, durability="memory",
+                     flush_interval=30.0, batch_size=1000)
+    async with Supervisor([w], shutdown_timeout=15.0):
+        w.write_many(lines(unique_tag, 4321))
+        assert await w.flush(timeout=10.0)
+        assert (w.stats.written, w.stats.spooled, w.stats.buffered) == (4321, 0, 0)
+
+
 def kill_rounds(vm: VictoriaMetrics, spool: Path, tag: str, durability: str,
                 rounds: int, seed: int) -> list[tuple[int, int, int]]:
     """Start the streaming child on ``spool``, SIGKILL it at a random moment, ``rounds``

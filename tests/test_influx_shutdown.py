@@ -42,12 +42,14 @@ def closed_exactly(w: InfluxWriter) -> None:
                               + stats.dropped), stats
 
 
+@pytest.mark.parametrize("durability", ["memory", "disk"])
 async def test_points_written_right_before_the_close_all_reach_the_spool(
-        tmp_path: Path) -> None:
+        tmp_path: Path, durability: str) -> None:
     """Spool-only: 20,000 points written and the close begun at once (the sender and the
-    spiller are cancelled with batches taken out of the buffer)."""
+    spiller, or the committer, are cancelled with batches taken out of the buffer)."""
     w = InfluxWriter(None, spool_path=tmp_path, name="metrics", batch_size=5000,
-                     flush_interval=0.01, max_buffer_points=20_000)
+                     flush_interval=0.01, max_buffer_points=20_000,
+                     durability=durability)  # type: ignore[arg-type]
     async with Supervisor([w], shutdown_timeout=15.0) as sup:
         for k in range(4):
             w.write_many(lines("close", 5000, k * 5000))
@@ -64,7 +66,8 @@ async def test_points_written_with_the_breaker_open_right_before_the_close_are_s
     fast: dict[str, Any] = dict(timeout=0.5, connect_timeout=0.2, max_attempts=1,
                                 breaker_threshold=1, breaker_reset=(30.0, 60.0))
     w = InfluxWriter(f"http://{host}:{port}", "t", "o", "b", spool_path=tmp_path,
-                     name="metrics", batch_size=5000, flush_interval=0.01, **fast)
+                     name="metrics", batch_size=5000, flush_interval=0.01,
+                     durability="memory", **fast)
     async with Supervisor([w], shutdown_timeout=15.0) as sup:
         w.write_many(lines("breaker", 10))
         with anyio.fail_after(10):
