@@ -110,3 +110,26 @@ def test_a_torn_last_write_loses_that_commit_whole_and_nothing_before(tmp_path: 
     with Spool(crashed, chunk_points=PER_ROW) as reopened:
         assert stored(reopened) == 3 * PER_ROW
         assert not reopened.quarantines
+
+
+def test_damage_found_while_the_spool_is_open_is_quarantined_on_the_next_read(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The spool is open (120 rows: more than SQLite's page cache keeps) when a page of an
+    early row is overwritten on disk; the next read runs into it, quarantines the file and
+    reads on, once; the points the damaged row held are counted from the tally."""
+    caplog.set_level(logging.ERROR)
+    with Spool(tmp_path, chunk_points=PER_ROW) as spool:
+        for r in range(120):
+            assert spool.append([b"m,row=%d value=%di %d" % (r, i, r * PER_ROW + i)
+                                 for i in range(PER_ROW)]).ok
+        assert spool._db is not None
+        spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        data = spool.path.read_bytes()
+        page = data.index(b"m,row=10 value=0i") // 32768
+        overwrite(spool.path, page * 32768, b"\0" * 32768)
+        kept = stored(spool)
+        [found] = spool.quarantines
+        lost = sum(found.lost.values())
+        assert not found.hidden and lost > 0 and kept + lost == 120 * PER_ROW
+        assert stored(spool) == kept and len(spool.quarantines) == 1  # not retried
+        quarantined_once(spool, caplog)
