@@ -225,3 +225,27 @@ async def test_a_spool_damaged_late_is_quarantined_and_the_rest_delivered(
     assert str(moved) in text and f"{lost} point(s)" in text, text
     found = await anyio.to_thread.run_sync(lambda: vm.count("shutdown_value", test=unique_tag))
     assert found == 10_000 - lost
+
+
+async def test_a_page_damaged_under_a_running_writer_is_counted_exactly_from_its_counters(
+        tmp_path: Path) -> None:
+    """Spool-only: 60,000 points in 120 rows; a page of an early row is zeroed on disk while
+    the writer runs; the next read of the spool (what a replay does) quarantines the file.
+    The writer moves exactly the lost points from ``in_spool`` to ``dropped``
+    (``spool_corrupt``), the counters still balance, and the report is not ok."""
+    w = InfluxWriter(None, spool_path=tmp_path, name="metrics", batch_size=500,
+                     commit_interval=0.01)
+    async with Supervisor([w], shutdown_timeout=15.0) as sup:
+        for k in range(120):
+            w.write_many(lines("late", 500, k * 500))
+            assert await w.flush(timeout=10.0)
+        needle = f"value=5000i {BASE + 5000 * 1_000_000}".encode()
+        await anyio.to_thread.run_sync(damage_page_holding, w.spool_store.path, needle)
+        kept = await anyio.to_thread.run_sync(
+            lambda: sum(c.points for c in w.spool_store.peek(10**9)))
+        stats = w.stats
+        assert stats.quarantined == 1 and stats.dropped_reasons == {"spool_corrupt": stats.dropped}
+        assert stats.in_spool == kept and kept + stats.dropped == 60_000
+    closed_exactly(w)
+    assert not sup.report.ok
+    assert f"{w.stats.dropped} point(s) dropped" in sup.report.format()
