@@ -1,9 +1,10 @@
-"""What ``flush()`` waits for: work taken out of the buffer before it was called.
+"""What ``flush()`` waits for: work out of the buffer when it had emptied the buffer.
 
 Why numbered tickets: batches leave the buffer for a request or a spool commit and come
-back resolved in any order. A flush must wait for the ones that left before it (their
-points were accepted before the call), not for whatever keeps leaving after it, or it
-would never return under a steady stream of writes.
+back resolved in any order. Once a flush has emptied the buffer, every point accepted
+before the call is written, committed, or in a batch already out (a sender may have taken
+it after the call began); the flush waits for those tickets, not for whatever keeps
+leaving after, or it would never return under a steady stream of writes.
 """
 
 from __future__ import annotations

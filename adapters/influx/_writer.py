@@ -269,7 +269,6 @@ class InfluxWriter(Background, Service):
         little less than ``timeout``, or ``flush_timeout``) and commits the rest to the
         spool; disk mode commits the buffer at once. Also stage 2 of the stop: there, disk
         mode then replays the spool while the server answers."""
-        upto = self._tickets.issued
         limit = self.stop_stages[1].timeout if timeout is None else timeout
         budget = max(0.0, limit - FLUSH_MARGIN)
         with anyio.move_on_after(math.inf if timeout is None else timeout):
@@ -278,7 +277,10 @@ class InfluxWriter(Background, Service):
                     await self._send_buffer()
             if self._buf:
                 await self._spill_batches(self._buf.drain())
-            await self._tickets.wait(upto)
+            # The buffer is empty now: what was accepted before the call is written, in the
+            # spool, or in a batch already out (a sender or a commit may have taken it
+            # after the call); wait for those, not for what leaves later.
+            await self._tickets.wait(self._tickets.issued)
             if self._disk and not self._accepting:
                 with anyio.move_on_after(budget):
                     while self._poster is not None and self._replayer.due():
