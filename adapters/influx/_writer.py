@@ -50,13 +50,13 @@ class WriterClosedError(RuntimeError):
     """``write()`` after the writer's stop began: the points were not accepted."""
 
 
+def _stage(name: str, timeout: float | None, default: float) -> Stage:
+    return Stage(name, default, default=True) if timeout is None else Stage(name, timeout)
+
+
 class PointsDroppedError(RuntimeError):
     """Raised by the last stop stage when accepted points were dropped during the run, so
     that the loss fails the report (its text gives the count and the reasons)."""
-
-
-def _stage(name: str, timeout: float | None, default: float) -> Stage:
-    return Stage(name, default, default=True) if timeout is None else Stage(name, timeout)
 
 
 class InfluxWriter(Background, Service):
@@ -80,8 +80,8 @@ class InfluxWriter(Background, Service):
                  breaker_reset: tuple[float, float] = (5.0, 60.0),
                  timeout: float = 10.0, connect_timeout: float = 5.0,
                  spool_max_bytes: int = 256 * 2**20, spool_fsync: Synchronous = "full",
-                 max_in_flight: int = 2, flush_timeout: float = 5.0,
-                 spool_timeout: float = 2.0, close_timeout: float = 3.0,
+                 max_in_flight: int = 2, flush_timeout: float | None = None,
+                 spool_timeout: float | None = None, close_timeout: float | None = None,
                  durability: Durability = "disk", commit_interval: float = 0.05,
                  **service_kwargs: Any) -> None:
         super().__init__(**service_kwargs)
@@ -269,7 +269,7 @@ class InfluxWriter(Background, Service):
         little less than ``timeout``, or ``flush_timeout``) and commits the rest to the
         spool; disk mode commits the buffer at once. Also stage 2 of the stop: there, disk
         mode then replays the spool while the server answers."""
-        limit = self.stop_stages[1].timeout if timeout is None else timeout
+        limit = self.stages()[1].timeout if timeout is None else timeout
         budget = max(0.0, limit - FLUSH_MARGIN)
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             if not self._disk:
