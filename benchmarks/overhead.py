@@ -24,7 +24,7 @@ GOAL = "below aiomisc's and mode's"
 LIMITS = """
 aiomisc's start is one task per service and its stop one gather; mode starts and stops
 children in a plain loop. lifecycle, for a service with no hooks at all, still builds a
-runtime with its own context, a `_start_one` and a `_close_one` task (so independent services
+runtime with its own context, a `start_one` and a `close_one` task (so independent services
 start and stop concurrently, each under its own deadlines), a start record and a record plus
 an event per stop stage. Cuts made after profiling this benchmark took it from about 650 µs
 to the figure above: no task host until a service first spawns, no detached job for the

@@ -58,7 +58,7 @@ by design, and every piece is an event-loop step or a task (tens of microseconds
 CPython through anyio), multiplied by N: the loop wakes from its shutdown event and its
 `_supervised` wrapper returns; the service's task host (a detached task holding a task
 group, so a task that ignores cancellation can be abandoned) must wake and exit;
-`Supervisor._close_one` is a task per service so independent services stop concurrently;
+`_closing.close_one` is a task per service so independent services stop concurrently;
 each stage is recorded with its deadline and outcome (`ServiceRuntime._record`, a
 `StageFinished` event). aiomisc, the fastest peer, cancels every periodic task and gathers
 the `stop()` coroutines once, with no deadline per service, no record and no leak check.

@@ -26,7 +26,7 @@ GOAL = f"≤ 1.2{TIMES} the critical path"
 LIMITS = """
 The raw anyio row is the floor: 20 ms sleeps end a little late on asyncio's timer, so ten
 levels take about 1.05x the critical path with no framework at all. What lifecycle adds is
-CPU per service at every level: a `Supervisor._start_one` task, a detached job per
+CPU per service at every level: a `_starting.start_one` task, a detached job per
 `start()` (so a start that ignores its deadline can be abandoned) and a start record. Waits
 on dependencies that already started no longer cost a loop turn each (400 per level here
 before that fix). The profile below shows the split.

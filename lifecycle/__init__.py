@@ -3,6 +3,7 @@
 The public API is listed in ``__all__``; see docs/concepts.md for the model.
 """
 
+from ._supervisor_state import SupervisorState
 from .cron import cron
 from .errors import ConfigError, StartupError
 from .every import every
@@ -13,7 +14,7 @@ from .policy import RestartPolicy
 from .report import Attempt, ExitCode, FailureRecord, LifecycleReport, StageRecord, StartRecord
 from .service import Service, ServiceState
 from .stage import Stage
-from .supervisor import Supervisor, SupervisorState
+from .supervisor import Supervisor
 
 __all__ = [
     "Attempt",

@@ -27,12 +27,12 @@ from ._bounded import (
 )
 from ._context import current_service
 from ._monitor import Monitor, has_check
+from ._supervised import EXIT_REQUESTS, run_loop, supervised
 from ._work import OwnedThreads, WorkHost, thread_stacks
-from .events import Event, ServiceEscalated, ServiceRestarting, ServiceStarting, StageFinished
-from .every import LoopSpec, every
+from .events import Event, ServiceEscalated, ServiceStarting, StageFinished
 from .fallback import Fallback
 from .policy import RestartBudget
-from .report import Attempt, LifecycleReport, RestartRecord, StageRecord, StartRecord
+from .report import Attempt, LifecycleReport, StageRecord, StartRecord
 from .service import Service, ServiceState
 
 if TYPE_CHECKING:
@@ -40,9 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lifecycle")
 
-#: Exceptions that ask the process to exit. Raised inside a service's tasks they end that
-#: service like a failure (never restarted); the supervisor still closes and reports.
-EXIT_REQUESTS = (SystemExit, KeyboardInterrupt)
 
 
 class Core(Protocol):
@@ -197,76 +194,14 @@ class ServiceRuntime:
         """Begin ``run()`` and the ``@every`` loops (after every service has started)."""
         svc = self.active
         if svc.has_run:
-            self.spawn(self._supervised, ("run", svc.run), "run")
+            self.spawn(supervised, (self, "run", svc.run), "run")
         for attr, spec in svc.loops.items():
             done = [0]  # bodies completed since the loop's last (re)start
-            self.spawn(self._supervised, (f"loop {attr}", partial(self._loop, svc, attr, spec, done),
-                                          done), attr)
+            self.spawn(supervised, (self, f"loop {attr}", partial(run_loop, svc, attr, spec, done),
+                                    done), attr)
         if isinstance(self.declared, Fallback):  # its recheck of the preferred candidates
             for label, work in self.declared.background(svc):
                 self.spawn(work, (), label)
-
-    @staticmethod
-    async def _loop(svc: Service, attr: str, spec: LoopSpec, done: list[int]) -> None:
-        body = getattr(svc, attr)
-        async for _ in spec.ticks(svc):
-            if await body() is every.STOP:
-                return
-            done[0] += 1
-
-    async def _supervised(self, where: str, body: Callable[[], Awaitable[Any]],
-                          done: list[int] | None = None) -> None:
-        """Run ``body``; on its end apply the restart policy (backoff, window, streak, escalation)."""
-        svc = self.active
-        policy = svc.restart
-        attempt = 0
-        while True:
-            failed = False
-            began = now()
-            if done is not None:
-                done[0] = 0
-            try:
-                await body()
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as exc:  # SystemExit too: it ends the service, not the loop
-                failed = True
-                error: BaseException = unwrap(exc)
-            if failed and isinstance(error, EXIT_REQUESTS) and not svc.shutting_down:
-                self._fail(where, error, f"raised {type(error).__name__}: not restarted")
-                return
-            if svc.shutting_down:
-                if failed:
-                    self.core.record_failure(self.name, where, error, "shutting down")
-                return
-            if not policy.wants_restart(failed):
-                if failed:
-                    self._fail(where, error, "no restart (policy)")
-                elif where == "run" and not svc.optional:
-                    self.core.request_shutdown(f"run() of {self.name!r} returned")
-                return
-            # a loop that completed no body since its restart has not run, however long it waited
-            ran = now() - began if done is None or done[0] else 0.0
-            streak, why = self.budget.take_restart(where, now(), ran)
-            if why is not None:
-                self.escalate(where, error if failed else RuntimeError(f"{where} kept ending"), why)
-                return
-            delay = policy.delay(streak - 1)  # the backoff starts again after a stable run
-            attempt += 1
-            reason = self.core.describe(error) if failed else "ended"
-            cascade = failed and where == "run" and self.core.cascades.cascades(self)
-            if failed:
-                self.core.record_failure(self.name, where, error, f"restart #{attempt} in {delay:.2f}s"
-                                         + (" with the services that restart with it" if cascade else ""))
-            offset = now() - self.core.origin
-            self.core.report.restarts.append(
-                RestartRecord(self.name, where, attempt, delay, reason or "", began=offset))
-            self.core.emit(ServiceRestarting(self.name, where=where, attempt=attempt, delay=delay))
-            if cascade:  # the restart strategy stops and starts it with its group
-                await self.core.cascades.restart_soon(self, where, delay)
-                return
-            if not await svc.sleep(delay):
-                return
 
     def escalate(self, where: str, exc: BaseException, why: str) -> None:
         """A restart or recovery limit is reached: shut the app down, or give up on this service."""

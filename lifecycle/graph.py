@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ._declarations import validate_service
 from .errors import ConfigError
-from .service import Service, validate_service
+from .service import Service
 from .stage import Stage, check_timeout
 
 

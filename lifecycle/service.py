@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import inspect
 import logging
 import re
 import threading
@@ -13,7 +12,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 import anyio
 
 from ._bounded import now
-from .errors import ConfigError
 from .every import LoopSpec, loop_spec
 from .health import Health
 from .policy import RestartPolicy
@@ -341,72 +339,3 @@ def check_kind(found: Service, kind: Kind[Service] | None, asked: str) -> Servic
         return found
     raise TypeError(f"{asked} as a {kind.__name__}, but it is {found.name!r}, a "
                     f"{type(found).__name__}")
-HOOKS = ("start", "run", "stop", "check")
-
-
-def validate_service(service: Service) -> None:
-    """Raise ConfigError naming ``service`` for anything wrong with its declarations."""
-    from .stage import check_timeout
-
-    if not hasattr(service, "_stopping"):
-        raise ConfigError(f"{type(service).__name__} {getattr(service, 'name', '')!r}: its "
-                          "__init__ did not call super().__init__()")
-    who = f"service {service.name!r}"
-    if not isinstance(service.name, str) or not service.name:
-        raise ConfigError(f"{type(service).__name__} has an empty name")
-    if not all(isinstance(d, str) and d for d in service.depends_on):
-        raise ConfigError(f"{who}: depends_on must hold service names, got {service.depends_on!r}")
-    if service.name in service.depends_on:
-        raise ConfigError(f"{who} depends on itself")
-    for attr in ("start_timeout", "stop_timeout", "check_interval", "check_timeout",
-                 "grace_period", "cooldown", "reload_timeout"):
-        if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
-            continue  # zero grace or cooldown is allowed
-        check_timeout(getattr(service, attr), f"{who}: {attr}")
-    if service.tasks_timeout is not None:
-        check_timeout(service.tasks_timeout, f"{who}: tasks_timeout")
-    if service.restart_strategy is not None:
-        from .strategy import check_strategy
-
-        check_strategy(service.restart_strategy, f"{who}: restart_strategy")
-    from .reload import check_on_reload_failure
-
-    check_on_reload_failure(service.on_reload_failure, f"{who}: on_reload_failure")
-    if service.has_reload and not inspect.iscoroutinefunction(service.reload):
-        raise ConfigError(f"{who}: reload() must be an async def")
-    threshold = service.failure_threshold
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise ConfigError(f"{who}: failure_threshold must be an int >= 1, got {threshold!r}")
-    if not isinstance(service.restart, RestartPolicy):
-        raise ConfigError(f"{who}: restart must be a RestartPolicy, got {service.restart!r}")
-    if service._is_chain:
-        for candidate in getattr(service, "candidates", ()):
-            validate_service(candidate)
-        return
-    for hook in HOOKS:
-        _require_async(service, hook, f"{who}: {hook}()")
-    for attr in service.loops:
-        _require_async(service, attr, f"{who}: @every method {attr}()")
-    stages = service._declared_stages()
-    if not stages:
-        raise ConfigError(f"{who} has no stop stages")
-    seen: set[str] = set()
-    for stage in stages:
-        if not isinstance(stage, Stage):
-            raise ConfigError(f"{who}: stop_stages must hold Stage objects, got {stage!r}")
-        if stage.name in seen:
-            raise ConfigError(f"{who}: stage {stage.name!r} appears twice")
-        seen.add(stage.name)
-        if stage.name != "stop" and hasattr(Service, stage.name):
-            raise ConfigError(f"{who}: stage {stage.name!r} is named after Service.{stage.name}, "
-                              "which is not a stop stage; give the stage's method another name")
-        if not callable(getattr(service, stage.name, None)):
-            raise ConfigError(f"{who}: stage {stage.name!r} has no method {stage.name}()")
-        _require_async(service, stage.name, f"{who}: stage method {stage.name}()")
-
-
-def _require_async(service: Service, attr: str, what: str) -> None:
-    fn = getattr(service, attr, None)
-    if fn is not None and not inspect.iscoroutinefunction(fn):
-        raise ConfigError(f"{what} must be an async def (it is {type(fn).__name__} "
-                          f"{getattr(fn, '__qualname__', fn)!r})")

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
-import math
 import signal
 import threading
 import traceback
@@ -20,7 +18,8 @@ import anyio.lowlevel
 from anyio import RunFinishedError
 
 from . import redact
-from ._bounded import CANCELLED, OK, SKIPPED, Deadline, Jobs, now, unwrap
+from ._bounded import OK, SKIPPED, Jobs, now, unwrap
+from ._closing import close_all
 from ._runner import console_logging, exit_despite, run_asyncio, run_trio, stuck_threads
 from ._runtime import ServiceRuntime
 from ._signals import (
@@ -32,40 +31,30 @@ from ._signals import (
     interactive,
     signal_name,
 )
+from ._starting import start_all
+from ._supervisor_state import SupervisorState
 from .errors import ConfigError, StartupError
 from .events import (
-    AllStarted,
     Event,
-    ServiceDegraded,
     ServiceFailed,
-    ServiceStarted,
-    ServiceStartFailed,
-    ServiceStopped,
     ShutdownForced,
     ShutdownRequested,
-    Stopped,
 )
 from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import log_events
 from .reload import Reloader
-from .report import FailureRecord, LifecycleReport, StartRecord
+from .report import FailureRecord, LifecycleReport
 from .service import Kind, Service, ServiceState, check_kind
 from .strategy import Cascades, check_strategy
 from .systemd import Notifier
+
+__all__ = ["Supervisor", "SupervisorState"]
 
 log = logging.getLogger("lifecycle")
 
 Listener = Callable[[Event], None]
 S = TypeVar("S", bound=Service)
-
-
-class SupervisorState(str, enum.Enum):
-    NEW = "new"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
 
 
 def _check_leak_option(value: object) -> None:
@@ -271,25 +260,25 @@ class Supervisor:
             if notifier is not None:  # only under systemd (NOTIFY_SOCKET set)
                 await tg.start(notifier.run, self)
             try:
-                if await self._start():
+                if await start_all(self):
                     assert self._requested is not None
                     await self._requested.wait()
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self._close()
+                    await close_all(self)
                 tg.cancel_scope.cancel()
         return self.report
 
     async def __aenter__(self) -> Supervisor:
         try:
-            started = await self._start()
+            started = await start_all(self)
         except BaseException:  # cancelled (or worse) mid-startup: roll back all the same
             with anyio.CancelScope(shield=True):
-                await self._close()
+                await close_all(self)
             raise
         if not started:
             with anyio.CancelScope(shield=True):
-                await self._close()
+                await close_all(self)
             failed = [r.service for r in self.report.startup.values()
                       if r.outcome not in (OK, SKIPPED) and not r.optional]
             culprit = ", ".join(failed) or self.report.reason or "aborted"
@@ -299,7 +288,7 @@ class Supervisor:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         with anyio.CancelScope(shield=True):
-            await self._close()
+            await close_all(self)
 
     # ----- what runtimes call (the Core protocol) -------------------------------------
     def emit(self, event: Event) -> None:
@@ -398,192 +387,3 @@ class Supervisor:
                 rt.host.interrupt()
         self.emit(ShutdownForced(None, signal=signum))
 
-    async def _start(self) -> bool:
-        """Start every service as soon as its dependencies run; False if startup failed."""
-        self._prepare()
-        self.state = SupervisorState.STARTING
-        self._begin_leak_check()
-        began = now()
-        awaited = {dep for svc in self._by_name.values() for dep in svc.depends_on}
-        done = {name: anyio.Event() for name in awaited}  # only what someone waits for
-        records: dict[str, StartRecord] = {}
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._interrupt_starts_on_request)
-                async with anyio.create_task_group() as starters:
-                    for rt in self._runtimes.values():
-                        starters.start_soon(self._start_one, rt, done, records)
-                tg.cancel_scope.cancel()
-        except BaseException:
-            await self._startup_cancelled(records)
-            raise
-        finally:
-            self.report.startup = {name: records[name] for name in self._runtimes
-                                   if name in records}
-            self.report.startup_elapsed = now() - began
-        if self.shutdown_requested or self.report.startup_failed:
-            if not self.shutdown_requested:
-                self.request_shutdown("startup failed")
-            return False
-        for rt in self._runtimes.values():
-            if rt.started:
-                rt.start_work()
-                await rt.start_monitor()
-        self.state = SupervisorState.RUNNING
-        self.emit(AllStarted(None, elapsed=self.report.startup_elapsed))
-        return True
-
-    async def _startup_cancelled(self, records: dict[str, StartRecord]) -> None:
-        """The caller cancelled us mid-startup: record every start that never finished, and
-        cancel what the ones in flight spawned (the close then stops what had started)."""
-        self.report.startup_cancelled = True
-        self.request_shutdown("cancelled during startup")
-        for rt in self._runtimes.values():
-            if rt.name in records:
-                continue
-            in_flight = rt.declared.state == ServiceState.STARTING or rt.active.state == ServiceState.STARTING
-            records[rt.name] = StartRecord(
-                rt.name, CANCELLED if in_flight else SKIPPED, 0.0, rt.declared.start_timeout,
-                optional=rt.declared.optional, began=now() - self.origin,
-                error="the supervisor was cancelled during startup" if in_flight
-                else "startup was cancelled")
-            if in_flight and not rt.started:
-                rt.active.state = rt.declared.state = ServiceState.FAILED
-                with anyio.CancelScope(shield=True):
-                    await rt._discard(rt.active)
-
-    async def _interrupt_starts_on_request(self) -> None:
-        assert self._requested is not None
-        await self._requested.wait()
-        self.jobs.interrupt_active()
-
-    async def _start_one(self, rt: ServiceRuntime, done: dict[str, anyio.Event],
-                         records: dict[str, StartRecord]) -> None:
-        try:
-            for dep in rt.declared.depends_on:
-                if not done[dep].is_set():  # wait() on a set event still yields a loop turn
-                    await done[dep].wait()  # bounded: every start has a deadline
-            blocked = [d for d in rt.declared.depends_on if not self._runtimes[d].started]
-            if blocked or self.shutdown_requested:
-                why = (f"dependency {', '.join(map(repr, blocked))} did not start" if blocked
-                       else "shutdown requested")
-                records[rt.name] = StartRecord(
-                    rt.name, SKIPPED, 0.0, rt.declared.start_timeout, optional=rt.declared.optional,
-                    error=why, began=now() - self.origin)
-                return
-            rec = await rt.start()
-            records[rt.name] = rec
-            self._check_handlers()  # a start may have installed its own signal handlers
-            if rec.outcome == OK:
-                self.emit(ServiceStarted(rt.name, elapsed=rec.elapsed, winner=rec.winner))
-                if rec.degraded:
-                    self.emit(ServiceDegraded(
-                        rt.name, winner=rec.winner or "", preferred=rec.attempts[0].candidate,
-                        reason=rec.attempts[0].error,
-                        ready=not isinstance(rt.declared, Fallback) or rt.declared.degraded_ready))
-                return
-            self.emit(ServiceStartFailed(rt.name, outcome=rec.outcome, error=rec.error,
-                                         optional=rec.optional))
-            if not rt.declared.optional and not self.shutdown_requested:
-                self.request_shutdown(f"required service {rt.name!r} failed to start")
-        finally:
-            if rt.name in done:
-                done[rt.name].set()
-
-    async def _close(self) -> None:
-        """The cascading close: announce, stop in reverse dependency order, check leaks, report.
-
-        One deadline (``shutdown_timeout`` from now) caps every wait in it, and every user
-        hook is guarded: whatever a service does, the close ends, in time, with a report.
-        """
-        if self._closed or self._requested is None:
-            return
-        self._closed = True
-        was_ready = self.state == SupervisorState.RUNNING  # only a ready app has traffic to drain
-        self.state = SupervisorState.STOPPING
-        began = now()
-        deadline = Deadline(began + self.shutdown_timeout)
-        self.report.shutdown_began = began - self.origin
-        self.request_shutdown("closing")
-        self._check_handlers()
-        try:
-            await self._stop_all(deadline, was_ready)
-        finally:
-            await self._finish_leak_check(deadline)
-            self.report.shutdown_elapsed = now() - began
-            self.state = SupervisorState.STOPPED
-            level = logging.INFO if self.report.ok else logging.WARNING
-            if self._log_report and log.isEnabledFor(level):
-                log.log(level, "%s", self.report.format())
-            self.emit(Stopped(None, exit_code=int(self.report.exit_code), ok=self.report.ok))
-
-    async def _stop_all(self, deadline: Deadline, was_ready: bool) -> None:
-        for rt in self._runtimes.values():
-            rt.announce()
-        await self.reloads.close()
-        await self.cascades.close(deadline.remaining())  # a cascade in flight ends its step
-        async with anyio.create_task_group() as tg:
-            for rt in self._runtimes.values():
-                if rt._monitor_host is not None:
-                    tg.start_soon(rt.close_monitor)
-        assert self._forced is not None
-        if self.drain_delay and was_ready:
-            self._draining = True
-            with anyio.move_on_after(min(self.drain_delay, max(deadline.remaining(), 0.0))):
-                await self._forced.wait()
-            self._draining = False
-        for rt in self._runtimes.values():
-            rt.active._announce_drained()  # wait_drained() returns: the stop stages come next
-        started = [rt for rt in self._runtimes.values() if rt.started]
-        stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
-        async with anyio.create_task_group() as tg:
-            for rt in started:
-                tg.start_soon(self._close_one, rt, stopped, deadline)
-        for rt in started:
-            try:
-                facts = rt.active.report_details()
-            except Exception as exc:  # a user hook: recorded, and the close goes on
-                self.record_failure(rt.name, "report_details()", exc, "details left out")
-                continue
-            if facts:
-                self.report.details[rt.name] = facts
-
-    async def _close_one(self, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
-                         deadline: Deadline) -> None:
-        try:
-            waits = [stopped[d] for d in self._dependents[rt.name]
-                     if d in stopped and not stopped[d].is_set()]
-            if waits:  # (a scope only when there is something to wait for: most have none)
-                with anyio.move_on_after(max(deadline.hard_remaining(), 0.0)):
-                    for event in waits:
-                        await event.wait()
-            assert self._forced is not None
-            records = await rt.close(deadline, self._forced.is_set)
-            self.report.shutdown[rt.name] = records
-            self.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values())))
-        finally:
-            if rt.name in stopped:
-                stopped[rt.name].set()
-
-    def _begin_leak_check(self) -> None:
-        if self._leak_option is False or self._leak_option is None:
-            return
-        from .leaks import LeakCheck
-
-        check = LeakCheck() if self._leak_option is True else self._leak_option
-        check.begin()
-        self._leaks = check
-
-    async def _finish_leak_check(self, deadline: Deadline) -> None:
-        if self._leaks is None:
-            return
-        left = 0.0 if self._forced is not None and self._forced.is_set() else deadline.hard_remaining()
-        settle = min(float(self._leaks.settle), max(left, 0.0), 1.0)
-        if not math.isfinite(settle):
-            settle = 0.0
-        try:
-            leaks = await self._leaks.finish(settle=settle)
-        except Exception as exc:  # a user-supplied LeakCheck: recorded, never fatal to the close
-            self.record_failure(self.name, "leak check", exc)
-            return
-        self.report.leaks = leaks.redact(self._secrets) if self._secrets else leaks

@@ -1,0 +1,113 @@
+"""The close plan: announce, drain, stop in reverse dependency order, check leaks, report.
+
+Part of :class:`~lifecycle.supervisor.Supervisor` (these functions are its ``_close``).
+One deadline, ``shutdown_timeout`` from the start of the close, caps every wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ._bounded import Deadline, now
+from ._supervisor_state import SupervisorState
+from .events import ServiceStopped, Stopped
+
+if TYPE_CHECKING:
+    from ._runtime import ServiceRuntime
+    from .supervisor import Supervisor
+
+log = logging.getLogger("lifecycle")
+
+
+async def close_all(sup: Supervisor) -> None:
+    """The cascading close: announce, stop in reverse dependency order, check leaks, report.
+
+    One deadline (``shutdown_timeout`` from now) caps every wait in it, and every user
+    hook is guarded: whatever a service does, the close ends, in time, with a report.
+    """
+    if sup._closed or sup._requested is None:
+        return
+    sup._closed = True
+    was_ready = sup.state == SupervisorState.RUNNING  # only a ready app has traffic to drain
+    sup.state = SupervisorState.STOPPING
+    began = now()
+    deadline = Deadline(began + sup.shutdown_timeout)
+    sup.report.shutdown_began = began - sup.origin
+    sup.request_shutdown("closing")
+    sup._check_handlers()
+    try:
+        await stop_all(sup, deadline, was_ready)
+    finally:
+        await finish_leak_check(sup, deadline)
+        sup.report.shutdown_elapsed = now() - began
+        sup.state = SupervisorState.STOPPED
+        level = logging.INFO if sup.report.ok else logging.WARNING
+        if sup._log_report and log.isEnabledFor(level):
+            log.log(level, "%s", sup.report.format())
+        sup.emit(Stopped(None, exit_code=int(sup.report.exit_code), ok=sup.report.ok))
+
+async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None:
+    for rt in sup._runtimes.values():
+        rt.announce()
+    await sup.reloads.close()
+    await sup.cascades.close(deadline.remaining())  # a cascade in flight ends its step
+    async with anyio.create_task_group() as tg:
+        for rt in sup._runtimes.values():
+            if rt._monitor_host is not None:
+                tg.start_soon(rt.close_monitor)
+    assert sup._forced is not None
+    if sup.drain_delay and was_ready:
+        sup._draining = True
+        with anyio.move_on_after(min(sup.drain_delay, max(deadline.remaining(), 0.0))):
+            await sup._forced.wait()
+        sup._draining = False
+    for rt in sup._runtimes.values():
+        rt.active._announce_drained()  # wait_drained() returns: the stop stages come next
+    started = [rt for rt in sup._runtimes.values() if rt.started]
+    stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
+    async with anyio.create_task_group() as tg:
+        for rt in started:
+            tg.start_soon(close_one, sup, rt, stopped, deadline)
+    for rt in started:
+        try:
+            facts = rt.active.report_details()
+        except Exception as exc:  # a user hook: recorded, and the close goes on
+            sup.record_failure(rt.name, "report_details()", exc, "details left out")
+            continue
+        if facts:
+            sup.report.details[rt.name] = facts
+
+async def close_one(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
+                     deadline: Deadline) -> None:
+    try:
+        waits = [stopped[d] for d in sup._dependents[rt.name]
+                 if d in stopped and not stopped[d].is_set()]
+        if waits:  # (a scope only when there is something to wait for: most have none)
+            with anyio.move_on_after(max(deadline.hard_remaining(), 0.0)):
+                for event in waits:
+                    await event.wait()
+        assert sup._forced is not None
+        records = await rt.close(deadline, sup._forced.is_set)
+        sup.report.shutdown[rt.name] = records
+        sup.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values())))
+    finally:
+        if rt.name in stopped:
+            stopped[rt.name].set()
+
+async def finish_leak_check(sup: Supervisor, deadline: Deadline) -> None:
+    if sup._leaks is None:
+        return
+    left = 0.0 if sup._forced is not None and sup._forced.is_set() else deadline.hard_remaining()
+    settle = min(float(sup._leaks.settle), max(left, 0.0), 1.0)
+    if not math.isfinite(settle):
+        settle = 0.0
+    try:
+        leaks = await sup._leaks.finish(settle=settle)
+    except Exception as exc:  # a user-supplied LeakCheck: recorded, never fatal to the close
+        sup.record_failure(sup.name, "leak check", exc)
+        return
+    sup.report.leaks = leaks.redact(sup._secrets) if sup._secrets else leaks
