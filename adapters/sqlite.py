@@ -14,6 +14,7 @@ driver in autocommit mode), nested ones are ``SAVEPOINT``s.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -109,9 +110,17 @@ class SQLiteDatabase(Database):
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DatabaseUnavailable(f"SQLite at {self.path!r}: {exc}") from exc
-        conn = aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self.busy_timeout, uri=uri
-        )
+        opened: list[sqlite3.Connection] = []
+
+        def connector() -> sqlite3.Connection:  # runs in the connection's worker thread
+            raw = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout,
+                                  uri=uri, check_same_thread=False)
+            opened.append(raw)
+            return raw
+
+        # aiosqlite.connect() builds the same Connection; built here so that a start cancelled
+        # while the worker opens the file can still close what it opened (see _close_unclaimed)
+        conn = aiosqlite.Connection(connector, iter_chunk_size=64)
         try:
             with anyio.fail_after(float(self.start_timeout)):
                 await conn
@@ -122,7 +131,9 @@ class SQLiteDatabase(Database):
                 mode = await self._pragma(conn, f"PRAGMA journal_mode = {self.journal_mode}")
                 await self._pragma(conn, f"PRAGMA synchronous = {self.synchronous}")
         except BaseException as exc:
-            await self._dispose(conn, min(self.close_timeout, 2.0), interrupt=True)
+            ended = await self._dispose(conn, min(self.close_timeout, 2.0), interrupt=True)
+            if ended:
+                _close_unclaimed(opened)
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise DatabaseUnavailable(f"SQLite at {self.path!r}: "
                                           f"{describe_error(exc, ())}") from exc
@@ -373,6 +384,18 @@ def _statements(depth: int) -> tuple[str, str, tuple[str, ...]]:
         return "BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)
     sp = f"lifecycle_sp_{depth}"
     return f"SAVEPOINT {sp}", f"RELEASE {sp}", (f"ROLLBACK TO {sp}", f"RELEASE {sp}")
+
+
+def _close_unclaimed(opened: list[sqlite3.Connection]) -> None:
+    """Close what the worker opened for a start that was cancelled before it got it.
+
+    aiosqlite drops such a connection unclosed (the file stays open until garbage
+    collection, and Python 3.13 warns about it). Called once the worker thread has ended, so
+    nothing else uses the connection; closing one already closed does nothing.
+    """
+    for raw in opened:
+        with contextlib.suppress(sqlite3.Error):
+            raw.close()
 
 
 def _thread_of(conn: aiosqlite.Connection) -> threading.Thread | None:
