@@ -3,6 +3,8 @@
 The public API is listed in ``__all__``; see docs/concepts.md for the model.
 """
 
+__version__ = "0.1.0"  # the one place the version is written; pyproject.toml reads it
+
 from ._supervisor_state import SupervisorState
 from .cron import cron
 from .errors import ConfigError, StartupError

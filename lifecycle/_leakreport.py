@@ -18,6 +18,7 @@ from typing import Any
 from lifecycle import _taskhook as taskhook
 from lifecycle import _threadhook as hook
 from lifecycle._context import current_service
+from lifecycle._qualname import frame_qualname
 from lifecycle._threadhook import Origin, ThreadError, display_path
 from lifecycle.redact import scrub
 
@@ -266,7 +267,7 @@ def _stack(frames: Iterable[FrameType]) -> tuple[StackFrame, ...]:
             StackFrame(
                 display_path(code.co_filename),
                 line,
-                getattr(code, "co_qualname", code.co_name),
+                frame_qualname(frame),
                 frame.f_globals.get("__name__"),
                 linecache.getline(code.co_filename, line).strip(),
             )
@@ -306,9 +307,8 @@ def _coro_name(coro: Any, frames: list[FrameType]) -> str:
     for frame in frames:
         module = frame.f_globals.get("__name__")
         if module not in _WRAPPERS:
-            code = frame.f_code
-            name = getattr(code, "co_qualname", code.co_name)
-            return f"{module}.{name}" if module else str(name)
+            name = frame_qualname(frame)
+            return f"{module}.{name}" if module else name
     return _callable_name(coro) or repr(coro)
 
 

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any, NamedTuple
 
 from lifecycle._context import current_service
+from lifecycle._qualname import frame_qualname
 
 Site = tuple[str, int, str]
 """A raw frame record: (filename, line number, function qualname)."""
@@ -141,7 +142,7 @@ def capture(frame: FrameType | None,
         if kind is None:
             kind = _classify(code.co_filename)
         if kind:  # not threading / this module
-            rec = (code.co_filename, frame.f_lineno, getattr(code, "co_qualname", code.co_name))
+            rec = (code.co_filename, frame.f_lineno, frame_qualname(frame))
             if len(stack) < MAX_STACK:
                 stack.append(rec)
             if kind == _USER:

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from ._bounded import now
 from .errors import ConfigError
-from .every import F, LoopSpec, mark_loop
+from .every import F, LoopMarker, LoopSpec, mark_loop
 
 if TYPE_CHECKING:
     from .service import Service
@@ -98,7 +98,7 @@ class CronSpec(LoopSpec):
         return f"cron {self.expression} ({self.tz})"
 
 
-def cron(expression: str, *, tz: str | tzinfo | None = None) -> Callable[[F], F]:
+def cron(expression: str, *, tz: str | tzinfo | None = None) -> LoopMarker:
     """Run the decorated ``async def`` method of a Service on a cron schedule.
 
     ``tz`` is an IANA name (``"Europe/Rome"``) or a ``tzinfo``; the default is UTC. A bad

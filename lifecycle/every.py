@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 from .stage import check_timeout
 
@@ -18,7 +18,15 @@ if TYPE_CHECKING:
 
 _ATTR: Final = "__lifecycle_every__"
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+F = TypeVar("F", bound=Callable[..., Awaitable[object]])
+
+
+class LoopMarker(Protocol):
+    """What ``every(...)`` and ``cron(...)`` return: it marks an async method and keeps its
+    exact type (a protocol, so a user's ``mypy --strict --disallow-any-expr`` sees no
+    ``Any`` in it)."""
+
+    def __call__(self, fn: F, /) -> F: ...
 
 
 class _Stop:
@@ -69,14 +77,14 @@ class _Every:
 
     STOP: Final = _Stop()
 
-    def __call__(self, interval: float, *, immediate: bool = False) -> Callable[[F], F]:
+    def __call__(self, interval: float, *, immediate: bool = False) -> LoopMarker:
         return mark_loop(EverySpec(check_timeout(interval, "@every interval"), bool(immediate)))
 
 
 every: Final = _Every()
 
 
-def mark_loop(spec: LoopSpec) -> Callable[[F], F]:
+def mark_loop(spec: LoopSpec) -> LoopMarker:
     """The decorator that marks a method with ``spec`` (shared by ``@every`` and ``@cron``)."""
 
     def mark(fn: F) -> F:

@@ -33,6 +33,7 @@ from lifecycle._leakreport import (
     leaked_thread,
     task_name,
 )
+from lifecycle._qualname import frame_qualname
 from lifecycle._threadhook import ThreadError
 
 __all__ = [
@@ -142,7 +143,7 @@ def as_rule(rule: str | re.Pattern[str] | IgnoreRule) -> IgnoreRule:
 
 def _frame_names(frame: FrameType) -> tuple[str, ...]:
     code = frame.f_code
-    qualname = getattr(code, "co_qualname", code.co_name)
+    qualname = frame_qualname(frame)
     module = frame.f_globals.get("__name__", "")
     return code.co_name, qualname, f"{module}.{code.co_name}", f"{module}.{qualname}"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -203,13 +204,21 @@ async def _clean_shutdown(supervisor: S) -> AsyncIterator[S]:
             yield supervisor
     except BaseException as exc:
         report = getattr(supervisor, "report", None)
-        add_note = getattr(exc, "add_note", None)  # Python 3.11+
-        if report is not None and not report.ok and add_note is not None:
-            add_note(f"shutdown report:\n{report.format()}")  # the test's own error stays first
+        if report is not None and not report.ok:
+            _add_note(exc, f"shutdown report:\n{report.format()}")  # the test's own error stays first
         raise
     report = supervisor.report
     if not report.ok:
         pytest.fail(f"unclean shutdown\n{report.format()}", pytrace=False)
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """PEP 678 notes; on Python 3.10 the ``__notes__`` list that pytest and the
+    ``exceptiongroup`` backport print the same way."""
+    if sys.version_info >= (3, 11):
+        exc.add_note(note)
+    else:  # pragma: no cover - Python 3.10 only
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
 
 
 @pytest.fixture

@@ -17,13 +17,18 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:  # the suite runs on every supported Python (./dev test --all-pythons)
+    from typing_extensions import Self
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 30.0  # generous: a loaded 2-core CI machine
