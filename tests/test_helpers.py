@@ -59,7 +59,10 @@ async def test_ticks_are_fixed_rate_and_skip_missed_slots() -> None:
             await svc.done.wait()
     gaps = [b - a for a, b in zip(svc.at, svc.at[1:], strict=False)]
     assert gaps[0] >= 0.12  # the next tick waited for the body, and was not bunched
-    assert gaps[1] >= 0.04
+    # ...and the one after stays on the 0.05 s grid (slots 0.05 and 0.10 skipped, not fired
+    # late back to back): measured from the first tick, so a late wake-up under load of the
+    # second one does not count against it
+    assert svc.at[2] - svc.at[0] >= 0.19
 
 
 async def test_sleep_and_ticks_before_and_after_shutdown() -> None:
