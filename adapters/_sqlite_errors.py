@@ -58,7 +58,23 @@ def _code_from_text(text: str) -> str:
                          ("FOREIGN KEY", "FOREIGNKEY"), ("CHECK", "CHECK")):
         if text.startswith(f"{prefix} constraint failed"):
             return f"SQLITE_CONSTRAINT_{kind}"
-    return "SQLITE_BUSY" if "database is locked" in text else ""
+    for message, code in _MESSAGES:
+        if message in text:
+            return code
+    return ""
+
+
+# Python 3.10: the primary codes by their fixed messages. READONLY stands for READONLY_DBMOVED
+# there: a connection this adapter opened read-write (its start sets the journal mode) only
+# meets it when the file under it was deleted or moved.
+_MESSAGES = (
+    ("database is locked", "SQLITE_BUSY"),
+    ("attempt to write a readonly database", "SQLITE_READONLY_DBMOVED"),
+    ("disk I/O error", "SQLITE_IOERR"),
+    ("unable to open database file", "SQLITE_CANTOPEN"),
+    ("file is not a database", "SQLITE_NOTADB"),
+    ("database disk image is malformed", "SQLITE_CORRUPT"),
+)
 
 
 def reraise(exc: Exception, where: str) -> NoReturn:
