@@ -7,6 +7,8 @@
   and from the moment shutdown is requested (through ``drain_delay``, while load
   balancers take the pod out of rotation).
 - ``GET /startupz``: 200 once startup completed (it stays 200 through the close).
+- ``GET /metrics``: Prometheus metrics (``lifecycle_*`` and the process's default registry;
+  needs the ``metrics`` extra, else 501). See ``docs/observability.md``.
 
 Each body is ``Supervisor.health()`` as JSON plus ``probe`` and ``ok``. HEAD works too.
 
@@ -30,7 +32,7 @@ __all__ = ["HealthServer"]
 
 
 class HealthServer(Service):
-    """Serves ``/livez``, ``/readyz`` and ``/startupz`` for the supervisor running it.
+    """Serves ``/livez``, ``/readyz``, ``/startupz`` and ``/metrics`` for its supervisor.
 
     ``host`` defaults to ``"0.0.0.0"`` because a kubelet probes the pod's IP, not loopback;
     pass ``"127.0.0.1"`` when only local clients (or systemd-style checks) should reach it.
@@ -74,6 +76,7 @@ class HealthServer(Service):
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/startupz", self._startupz)
+        app.router.add_get("/metrics", self._metrics)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0,
                                access_log=self.log if self.access_log else None)
         await runner.setup()
@@ -113,3 +116,15 @@ class HealthServer(Service):
 
     async def _startupz(self, request: web.Request) -> web.Response:
         return self._answer("startupz", self.supervisor.started)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        try:
+            from lifecycle.metrics import exposition
+
+            body, content_type = exposition(self.supervisor, accept=request.headers.get("Accept"))
+        except ImportError:
+            return web.Response(status=501, text="metrics need prometheus-client "
+                                                 "(pip install 'lifecycle-supervisor[metrics]')\n")
+        response = web.Response(status=200, body=body)
+        response.headers["Content-Type"] = content_type  # it carries its own charset
+        return response

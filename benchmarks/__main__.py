@@ -63,6 +63,19 @@ def run_one(module: ModuleType, size: Size, pool: Pool, *, explain: bool) -> Sec
     return section
 
 
+#: Sections of docs/performance.md below this line are measured by other commands (each
+#: names its own) and survive a regeneration.
+KEPT = "<!-- measured separately: kept when this file is regenerated -->"
+
+
+def kept_sections(output: Path) -> str:
+    try:
+        text = output.read_text()
+    except OSError:
+        return ""
+    return "\n" + text[text.index(KEPT):] if KEPT in text else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     size: Size = "smoke" if args.smoke else "full"
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if size == "full" and output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(document(sections, command=command, began=began, seconds=seconds,
-                                   info=info))
+                                   info=info) + kept_sections(output))
         print(f"wrote {output}")
     return 1 if any(s.error for s in sections) else 0
 

@@ -69,6 +69,11 @@ def unwrap(exc: BaseException) -> BaseException:
 
 def coroutine_stack(coro: object) -> str:
     """Where a suspended coroutine is stuck: its ``await`` chain, outermost first."""
+    return format_frames(coroutine_frames(coro))
+
+
+def coroutine_frames(coro: object) -> list[FrameType]:
+    """The frames of a coroutine's ``await`` chain, outermost first."""
     frames: list[FrameType] = []
     seen: set[int] = set()
     obj: Any = coro
@@ -80,7 +85,7 @@ def coroutine_stack(coro: object) -> str:
             frames.append(frame)
         obj = (getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
                or getattr(obj, "ag_await", None))
-    return format_frames(frames)
+    return frames
 
 
 _LIBRARY_PARTS = (f"{os.sep}anyio{os.sep}", f"{os.sep}trio{os.sep}", f"{os.sep}asyncio{os.sep}",

@@ -15,6 +15,7 @@ import anyio
 from ._bounded import Deadline, now
 from ._supervisor_state import SupervisorState
 from .events import ServiceStopped, Stopped
+from .observe import detach_observers
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
@@ -49,6 +50,7 @@ async def close_all(sup: Supervisor) -> None:
         if sup._log_report and log.isEnabledFor(level):
             log.log(level, "%s", sup.report.format())
         sup.emit(Stopped(None, exit_code=int(sup.report.exit_code), ok=sup.report.ok))
+        detach_observers(sup._detach)  # the run's observers saw Stopped: the report is complete
 
 async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None:
     for rt in sup._runtimes.values():

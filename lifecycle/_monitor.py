@@ -60,6 +60,7 @@ class Monitor:
         self.incident_recoveries = 0  # recoveries in the open incident; none has restored health yet
         self.healthy_since: float | None = None  # first passing check of the open incident's calm
         self.escalation: str | None = None
+        self.failed_checks = 0  # every failed check, counted or in the grace period
         self._publish()
 
     @property
@@ -74,7 +75,8 @@ class Monitor:
                 "recovering": self.recovering, "incident_recoveries": self.incident_recoveries,
                 "max_recoveries": self.rt.active.restart.max_recoveries,
                 "stable_period": self.stable_period,
-                "escalated": self.escalation is not None, "escalation": self.escalation}
+                "escalated": self.escalation is not None, "escalation": self.escalation,
+                "failed_checks": self.failed_checks}
 
     def _publish(self) -> None:
         self.rt.core.report.health[self.rt.name] = self.view()
@@ -90,6 +92,7 @@ class Monitor:
             healthy, reason = _verdict(res.outcome, res.value, core.describe(res.error), svc)
             reason = core.scrub(reason) or ""  # a check's own reason may quote a secret
             self.healthy, self.reason = healthy, reason
+            self.failed_checks += not healthy
             if now() < grace_until:  # a new resource is not judged before it could initialise
                 self._publish()
                 continue

@@ -111,6 +111,11 @@ def _classify(filename: str) -> int:
     return kind
 
 
+def is_user_file(filename: str) -> bool:
+    """The application's code: not the standard library, installed packages or lifecycle."""
+    return _classify(filename) == _USER
+
+
 def display_path(filename: str) -> str:
     """A short path: relative to the working directory, or to the library directory."""
     path = os.path.abspath(filename)

@@ -191,3 +191,14 @@ class ReloadFinished(Event):
 
     failed: tuple[str, ...] = ()
     elapsed: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoopBlocked(Event):
+    """The event loop did not turn for ``seconds`` (the blocking detector); ``service`` is
+    the one whose code held it, ``where`` its ``file:line``, ``call`` what it was in."""
+
+    seconds: float = 0.0
+    where: str = ""
+    call: str = ""
+    stack: str = ""

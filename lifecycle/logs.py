@@ -211,8 +211,8 @@ def log_events(event: Event) -> None:
         return
     if not events_log.isEnabledFor(logging.INFO) and not _may_warn(event):
         return  # skip building the dict of an INFO line nobody will see
-    if event.kind == "ServiceFailed":
-        return  # the supervisor logs failures itself, with their traceback
+    if event.kind in ("ServiceFailed", "LoopBlocked"):
+        return  # logged where they happen, with their traceback or stack
     d = event.to_dict()
     try:
         level, text = describe_event(d)

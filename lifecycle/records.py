@@ -1,5 +1,5 @@
 """The records a report is made of: one per start attempt, stage, failure, restart, cascade,
-reload, and the exact counts per service. Text fields are size-capped when recorded."""
+reload, blocked event loop, and the exact counts per service. Text fields are size-capped when recorded."""
 
 from __future__ import annotations
 
@@ -147,3 +147,27 @@ class ReloadRecord:
     stack: str | None = None
     began: float = 0.0
     reason: str = ""
+
+
+@dataclass
+class BlockedLoop:
+    """The event loop did not turn for ``seconds`` (the blocking detector, while running)."""
+
+    seconds: float
+    service: str  # "" when the code on the stack belongs to no service
+    where: str  # file:line of the user's code on the loop thread's stack
+    call: str  # what that line was calling, e.g. ``time.sleep``
+    stack: str = ""
+
+    def __post_init__(self) -> None:
+        self.stack = cap_text(self.stack, MAX_STACK)
+
+    def describe(self) -> str:
+        """``loop blocked 1.5 s in service 'ingest' at app.py:42 in time.sleep``."""
+        return f"loop blocked {self.seconds:.1f} s {whereabouts(self.service, self.where, self.call)}"
+
+
+def whereabouts(service: str | None, where: str, call: str) -> str:
+    """``in service 'ingest' at app.py:42 in time.sleep``."""
+    who = f"in service {service!r}" if service else "outside any service"
+    return f"{who} at {where} in {call}"

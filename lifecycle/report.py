@@ -32,6 +32,7 @@ from .records import (
     MAX_STACK,
     MAX_TRACEBACK,
     Attempt,
+    BlockedLoop,
     CascadeRecord,
     FailureRecord,
     ReloadRecord,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from .leaks import LeakReport
 
 __all__ = [  # the records are re-exported: `from lifecycle.report import StageRecord` works
-    "MAX_MESSAGE", "MAX_STACK", "MAX_TRACEBACK", "Attempt", "CascadeRecord", "ExitCode",
+    "MAX_MESSAGE", "MAX_STACK", "MAX_TRACEBACK", "Attempt", "BlockedLoop", "CascadeRecord", "ExitCode",
     "FailureRecord", "LifecycleReport", "ReloadRecord", "RestartRecord", "ServiceCounts",
     "StageRecord", "StartRecord",
 ]
@@ -76,6 +77,7 @@ class LifecycleReport:
     reloads: History[ReloadRecord] = field(default_factory=History)
     counts: dict[str, ServiceCounts] = field(default_factory=dict)
     health: dict[str, dict[str, Any]] = field(default_factory=dict)
+    blocked: History[BlockedLoop] = field(default_factory=History)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     leaks: LeakReport | None = None
     reason: str | None = None
@@ -180,8 +182,10 @@ class LifecycleReport:
             "cascades": self.cascades.to_list(asdict),
             "reloads": self.reloads.to_list(asdict),
             "counts": {k: asdict(v) for k, v in self.counts.items()},
+            "blocked": self.blocked.to_list(asdict),
             "omitted": {"failures": self.failures.omitted(), "restarts": self.restarts.omitted(),
                         "cascades": self.cascades.omitted(), "reloads": self.reloads.omitted(),
+                        "blocked": self.blocked.omitted(),
                         "kept_per_service": {"first": KEEP_FIRST, "last": KEEP_LAST}},
             "health": {k: dict(v) for k, v in self.health.items()},
             "details": self.details,
@@ -257,7 +261,8 @@ class LifecycleReport:
             ("failures while running", self.failures, _failure_line),
             ("restarts and recoveries", self.restarts, _restart_line),
             ("restart cascades", self.cascades, _cascade_line),
-            ("reloads", self.reloads, _reload_line))
+            ("reloads", self.reloads, _reload_line),
+            ("event loop blocked", self.blocked, BlockedLoop.describe))
         for title, history, show in sections:
             if not history:
                 continue

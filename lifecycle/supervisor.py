@@ -43,6 +43,7 @@ from .events import (
 from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import log_events
+from .observe import Observer, attach_observers, blocking_threshold_seconds
 from .reload import Reloader
 from .report import FailureRecord, LifecycleReport
 from .service import Kind, Service, ServiceState, check_kind
@@ -74,7 +75,9 @@ class Supervisor:
 
     def __init__(self, services: Sequence[Service], *, shutdown_timeout: float = 25.0,
                  drain_delay: float = 0.0, leak_check: Any = True, name: str = "app",
-                 log_report: bool = True, restart_strategy: str = "one_for_one") -> None:
+                 log_report: bool = True, restart_strategy: str = "one_for_one",
+                 observers: Sequence[Observer] = (), blocking_threshold: float | None = 0.5,
+                 stack_dump_signal: int | None = getattr(signal, "SIGUSR1", None)) -> None:
         if isinstance(services, (Service, str, bytes)) or not isinstance(services, Iterable):
             raise ConfigError(f"Supervisor(services) must be a list of services, got {services!r}")
         if not isinstance(name, str) or not name:
@@ -109,6 +112,10 @@ class Supervisor:
         self._leaks: Any = None
         self._signals = SignalPolicy()
         self._guard: HandlerGuard | None = None
+        self.blocking_threshold = blocking_threshold_seconds(blocking_threshold)
+        self.stack_dump_signal = stack_dump_signal
+        self._observers: list[Observer] = list(observers)
+        self._detach: list[Callable[[], Any]] = []
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.name!r} {self.state.value} services={list(self._by_name)}>"
@@ -223,7 +230,8 @@ class Supervisor:
             self.reloads.request(reason)
 
     def run(self, *, backend: str = "asyncio", handle_signals: bool = True,
-            exit_on_stuck_threads: bool = True) -> LifecycleReport:
+            exit_on_stuck_threads: bool = True,
+            observers: Sequence[Observer] = ()) -> LifecycleReport:
         """Blocking entry point for ``main()``: serve until a signal or a shutdown request.
 
         SIGINT/SIGTERM start a graceful shutdown (also during startup); a second signal, more
@@ -240,16 +248,23 @@ class Supervisor:
         if backend not in ("asyncio", "trio"):
             raise ConfigError(f"Supervisor.run(backend=...) must be 'asyncio' or 'trio', not {backend!r}")
         before = threading.enumerate()
-        main = partial(self.serve, handle_signals=handle_signals)
+        main = partial(self.serve, handle_signals=handle_signals, observers=observers)
         with console_logging():  # the report is shown even when logging is not configured
             report = run_asyncio(main) if backend == "asyncio" else run_trio(main)
         if exit_on_stuck_threads:
             exit_despite(stuck_threads(before), int(report.exit_code))
         return report
 
-    async def serve(self, *, handle_signals: bool = True) -> LifecycleReport:
+    async def serve(self, *, handle_signals: bool = True,
+                    observers: Sequence[Observer] = ()) -> LifecycleReport:
         """Start, serve until shutdown is requested, close; return the report. Never raises
-        for a failed start: the report says it (exit code 1)."""
+        for a failed start: the report says it (exit code 1). ``observers`` are attached
+        for this run, after the supervisor's own (see ``docs/observability.md``)."""
+        if handle_signals and self.stack_dump_signal is not None:
+            from .stackdump import StackDump
+
+            self._observers.append(StackDump(self.stack_dump_signal))
+        self._observers.extend(observers)
         async with anyio.create_task_group() as tg:
             self._prepare()
             if handle_signals and threading.current_thread() is threading.main_thread():
@@ -345,6 +360,7 @@ class Supervisor:
         self._runtimes = {name: ServiceRuntime(svc, self) for name, svc in self._by_name.items()}
         self.cascades = Cascades(self._runtimes, self._by_name, self.restart_strategy,
                                  lambda: self._requested)
+        self._detach = attach_observers(self, self._observers)
 
     async def _watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(*HANDLED) as signals:

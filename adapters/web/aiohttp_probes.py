@@ -21,8 +21,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _response(answer: ProbeResponse) -> web.Response:
-    return web.Response(status=answer.status, body=answer.body, content_type=answer.content_type,
-                        headers={"Cache-Control": "no-store"})
+    # The content type as a header: aiohttp's content_type= refuses one with a charset
+    # (Prometheus's text format has one).
+    return web.Response(status=answer.status, body=answer.body,
+                        headers={"Content-Type": answer.content_type, "Cache-Control": "no-store"})
 
 
 def probes_app(supervisor: Any, probes: bool | Mapping[str, str | None] = True) -> web.Application:

@@ -8,6 +8,9 @@ the verdict holds and 503 when not:
   what takes the process out of a load balancer before it stops accepting);
 - ``/startupz``: startup completed (it stays 200 through the close).
 
+And ``/metrics``: the supervisor's Prometheus metrics (``lifecycle.metrics.exposition``; the
+``metrics`` extra, else 501), in Prometheus's text format.
+
 :data:`PROBES` maps a probe's name to its handler; :func:`probe_routes` turns it into the
 path table a server mounts. Add a name there (``/metrics``, say) and every web service and
 probe app serves it. The same table is offered as a plain ASGI app (:class:`ProbeApp`), as
@@ -52,11 +55,24 @@ def _verdict(probe: str, attribute: str) -> ProbeHandler:
     return answer
 
 
+def metrics(sup: Supervisor) -> ProbeResponse:
+    """``/metrics`` for Prometheus: the ``lifecycle_*`` metrics and the default registry."""
+    try:
+        from lifecycle.metrics import exposition
+
+        body, content_type = exposition(sup)
+    except ImportError:
+        return ProbeResponse(501, b"metrics need prometheus-client "
+                                  b"(pip install 'lifecycle-supervisor[metrics]')\n", "text/plain")
+    return ProbeResponse(200, body, content_type)
+
+
 #: Probe name -> handler. The default path of a probe is ``/<name>``.
 PROBES: dict[str, ProbeHandler] = {
     "livez": _verdict("livez", "alive"),
     "readyz": _verdict("readyz", "ready"),
     "startupz": _verdict("startupz", "started"),
+    "metrics": metrics,
 }
 
 

@@ -104,6 +104,14 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
+def find_executable(env: str, name: str) -> Path | None:
+    """``$env``, else ``name`` on PATH, else ``/usr/bin/name``: the first that is executable."""
+    for candidate in (os.environ.get(env), shutil.which(name), f"/usr/bin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
 def wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
 ) -> None:
@@ -269,6 +277,7 @@ class ManagedServer:
     _PORT_TAKEN = ""  # the server's log text when its port was taken before it bound it
     port: int
     log_path: Path
+    dir: Path
 
     def _spawn(self, timeout: float) -> None:
         raise NotImplementedError
@@ -306,8 +315,35 @@ class ManagedServer:
     def resume(self) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM, and SIGKILL after ``timeout`` (servers that must flush override this)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the server and delete its directory."""
+        try:
+            self.stop()
+        finally:
+            untrack(self)
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _emergency_close(self) -> None:
+        """At interpreter exit, if the test forgot close(): no process, no directory."""
+        with contextlib.suppress(Exception):
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     @contextlib.contextmanager
     def stalled(self) -> Iterator[Self]:

@@ -27,12 +27,14 @@ from tests.servers.faults import blackhole as _blackhole
 from tests.servers.faults import closed_port as _closed_port
 from tests.servers.haproxy import HAProxy
 from tests.servers.postgres import PostgresServer, PostgresTemplate
+from tests.servers.prometheus import Prometheus
 from tests.servers.victoria import VictoriaMetrics
 
 REQUIRE_ENV = "LIFECYCLE_REQUIRE_SERVERS"
 T = TypeVar("T")
 SERVER_FIXTURES = frozenset(
-    {"postgres", "fresh_postgres", "postgres_template", "victoria", "fresh_victoria", "haproxy"}
+    {"postgres", "fresh_postgres", "postgres_template", "victoria", "fresh_victoria", "haproxy",
+     "prometheus"}
 )
 
 
@@ -124,6 +126,14 @@ def haproxy() -> Iterator[Callable[[dict[str, int]], HAProxy]]:
     finally:
         for proxy in made:
             proxy.close()
+
+
+@pytest.fixture
+def prometheus() -> Iterator[Prometheus]:
+    """A Prometheus of this test's own, scraping ``127.0.0.1:<.target_port>/metrics`` every
+    second (bind the app there); ``.query()``, ``.value()``, ``.wait_for()``."""
+    with _available(Prometheus) as server:
+        yield server
 
 
 @pytest.fixture

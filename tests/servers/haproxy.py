@@ -24,7 +24,6 @@ from pathlib import Path
 from tests.servers import (
     LOOPBACK,
     START_TIMEOUT,
-    STOP_TIMEOUT,
     ManagedServer,
     ServerError,
     ServerUnavailable,
@@ -33,7 +32,6 @@ from tests.servers import (
     log_tail,
     make_scratch,
     track,
-    untrack,
     wait_until,
 )
 
@@ -162,23 +160,3 @@ class HAProxy(ManagedServer):
     def wait_status(self, servers: Sequence[str], wanted: str, timeout: float = 30.0) -> None:
         wait_until(lambda: all(self.status(s) == wanted for s in servers), timeout,
                    f"haproxy servers {list(servers)} {wanted}", interval=0.01)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM (haproxy's hard stop: it holds nothing to flush); SIGKILL after ``timeout``."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def close(self) -> None:
-        try:
-            self.stop()
-        finally:
-            untrack(self)
-            shutil.rmtree(self.dir, ignore_errors=True)

@@ -315,12 +315,6 @@ class PostgresServer(ManagedServer):
         with contextlib.suppress(FileNotFoundError):
             pidfile.unlink()
 
-    def _emergency_close(self) -> None:
-        """At interpreter exit, if the test forgot close(): no process, no directory."""
-        with contextlib.suppress(Exception):
-            self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
     def restart(self, timeout: float = START_TIMEOUT) -> None:
         """Stop (if running) and start again on the same port with the same data."""
         self.stop(timeout)
@@ -344,10 +338,8 @@ class PostgresServer(ManagedServer):
     def close(self) -> None:
         """Stop the server and delete its directory (and the template if it owns it)."""
         try:
-            self.stop()
+            super().close()
         finally:
-            untrack(self)
-            shutil.rmtree(self.dir, ignore_errors=True)
             if self._owns_template:
                 self.template.cleanup()
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
 import signal
 import subprocess
 import time
@@ -38,13 +36,13 @@ from tests.servers import (
     ServerError,
     ServerUnavailable,
     die_with_parent,
+    find_executable,
     free_port,
     freeze,
     log_tail,
     make_scratch,
     thaw,
     track,
-    untrack,
     wait_until,
 )
 
@@ -71,11 +69,7 @@ _FLAGS = (
 
 def find_binary() -> Path | None:
     """$LIFECYCLE_VM_BIN, else `victoria-metrics` on PATH, else /usr/bin/victoria-metrics."""
-    env = os.environ.get("LIFECYCLE_VM_BIN")
-    for candidate in (env, shutil.which("victoria-metrics"), "/usr/bin/victoria-metrics"):
-        if candidate and os.access(candidate, os.X_OK):
-            return Path(candidate)
-    return None
+    return find_executable("LIFECYCLE_VM_BIN", "victoria-metrics")
 
 
 def selector(series: str, labels: dict[str, str]) -> str:
@@ -207,20 +201,6 @@ class VictoriaMetrics(ManagedServer):
         if self._stalled and proc is not None:
             thaw([proc.pid])
         self._stalled = False
-
-
-    def close(self) -> None:
-        """Stop the server and delete its storage."""
-        try:
-            self.stop()
-        finally:
-            untrack(self)
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def _emergency_close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
     # --- data -----------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Reading a live stack from outside: which service's code is on it, and at which line.
+
+Used by the blocking detector (the loop thread's stack, read from its watchdog thread) and
+by the stack dump. The owning service is found in the frames themselves: the innermost
+frame whose ``self`` is one of the supervisor's services (or Fallback candidates). That
+works the same on asyncio and trio and from any thread, where the ``current_service``
+context variable of another thread cannot be read.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from ._bounded import format_frames
+from ._threadhook import display_path, is_user_file
+from .records import whereabouts
+
+__all__ = ["Culprit", "call_at", "culprit_of", "frame_chain", "owner_of", "service_owners"]
+
+_LIFECYCLE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+@dataclass(frozen=True)
+class Culprit:
+    """Where a thread is: the owning service, the user's ``file:line``, the call it is in."""
+
+    service: str | None
+    where: str
+    call: str
+    stack: str
+
+    def describe(self) -> str:
+        """``in service 'ingest' at app.py:42 in time.sleep``."""
+        return whereabouts(self.service, self.where, self.call)
+
+
+def service_owners(services: Iterable[Any]) -> dict[int, str]:
+    """``id(object) -> service name`` for every service and Fallback candidate."""
+    owners: dict[int, str] = {}
+    for svc in services:
+        owners[id(svc)] = svc.name
+        for cand in getattr(svc, "candidates", ()):
+            owners[id(cand)] = svc.name
+    return owners
+
+
+def frame_chain(frame: FrameType | None) -> list[FrameType]:
+    """The frames from ``frame`` outwards, outermost first."""
+    frames: list[FrameType] = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    frames.reverse()
+    return frames
+
+
+def owner_of(frames: list[FrameType], owners: dict[int, str]) -> str | None:
+    """The service of the innermost frame that is a method of one (``frames`` outermost first)."""
+    for frame in reversed(frames):
+        code = frame.f_code
+        if code.co_argcount and code.co_varnames[0] in ("self", "svc"):
+            name = owners.get(id(frame.f_locals.get(code.co_varnames[0])))
+            if name is not None:
+                return name
+    return None
+
+
+def call_at(frame: FrameType) -> str:
+    """The call ``frame`` is executing (``time.sleep``), or its function's name."""
+    try:
+        positions = list(frame.f_code.co_positions())  # Python 3.11+
+        line, end_line, col, end_col = positions[frame.f_lasti // 2]
+    except (AttributeError, IndexError):
+        return frame.f_code.co_name
+    if line is None or col is None:
+        return frame.f_code.co_name
+    source = linecache.getline(frame.f_code.co_filename, line).encode()
+    stop = end_col if end_line == line and end_col is not None else len(source)
+    text = source[col:stop].decode(errors="replace")
+    if "(" not in text:
+        return frame.f_code.co_name
+    callee = text.split("(", 1)[0].strip().removeprefix("await ").strip()
+    return callee or frame.f_code.co_name
+
+
+#: (file name ending, function) of the frame that hands control to a task or callback.
+_DISPATCH = ((os.path.join("asyncio", "events.py"), "_run"),
+             (os.path.join("trio", "_core", "_run.py"), "unrolled_run"))
+
+
+def _inside_loop(frames: list[FrameType]) -> list[FrameType]:
+    """The frames the event loop is running (below its dispatch frame), or all of them."""
+    for i in range(len(frames) - 1, -1, -1):
+        code = frames[i].f_code
+        if any(code.co_filename.endswith(end) and code.co_name == name for end, name in _DISPATCH):
+            return frames[i + 1:] or frames
+    return frames
+
+
+def culprit_of(frame: FrameType | None, owners: dict[int, str]) -> Culprit:
+    """Who holds the thread whose innermost frame is ``frame``: its service, the innermost
+    frame of user code that the loop is running (not the standard library, installed
+    packages or lifecycle; lifecycle's own frame when no user code is there) and the call
+    made there."""
+    frames = frame_chain(frame)
+    if not frames:
+        return Culprit(None, "?", "?", "")
+    stack = format_frames(frames)
+    running = _inside_loop(frames)
+    user = next((f for f in reversed(running) if is_user_file(f.f_code.co_filename)), None) or next(
+        (f for f in reversed(running) if f.f_code.co_filename.startswith(_LIFECYCLE)),
+        running[-1])
+    where = f"{display_path(user.f_code.co_filename)}:{user.f_lineno}"
+    return Culprit(owner_of(frames, owners), where, call_at(user), stack)
