@@ -47,6 +47,15 @@ def default_observers(sup: Supervisor) -> list[Any]:
     return observers
 
 
+def signal_observers(stack_dump_signal: int | None) -> list[Observer]:
+    """What ``serve()`` adds when it handles signals: the stack dump on its signal."""
+    if stack_dump_signal is None:
+        return []
+    from .stackdump import StackDump
+
+    return [StackDump(stack_dump_signal)]
+
+
 def attach_observers(sup: Supervisor, observers: Iterable[Observer]) -> list[Callable[[], Any]]:
     """Attach the defaults, then ``observers``; the detach functions, in attach order. An
     observer of the same class as a default replaces it (``BlockingDetector(0.2)``,

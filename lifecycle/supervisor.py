@@ -43,7 +43,7 @@ from .events import (
 from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import log_events
-from .observe import Observer, attach_observers, blocking_threshold_seconds
+from .observe import Observer, attach_observers, blocking_threshold_seconds, signal_observers
 from .reload import Reloader
 from .report import FailureRecord, LifecycleReport
 from .service import Kind, Service, ServiceState, check_kind
@@ -258,13 +258,9 @@ class Supervisor:
     async def serve(self, *, handle_signals: bool = True,
                     observers: Sequence[Observer] = ()) -> LifecycleReport:
         """Start, serve until shutdown is requested, close; return the report. Never raises
-        for a failed start: the report says it (exit code 1). ``observers`` are attached
-        for this run, after the supervisor's own (see ``docs/observability.md``)."""
-        if handle_signals and self.stack_dump_signal is not None:
-            from .stackdump import StackDump
-
-            self._observers.append(StackDump(self.stack_dump_signal))
-        self._observers.extend(observers)
+        for a failed start: the report says it (exit code 1). ``observers``: for this run."""
+        self._observers += [*signal_observers(self.stack_dump_signal if handle_signals else None),
+                            *observers]
         async with anyio.create_task_group() as tg:
             self._prepare()
             if handle_signals and threading.current_thread() is threading.main_thread():
