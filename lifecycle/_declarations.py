@@ -81,3 +81,12 @@ def _require_async(service: Service, attr: str, what: str) -> None:
     if fn is not None and not inspect.iscoroutinefunction(fn):
         raise ConfigError(f"{what} must be an async def (it is {type(fn).__name__} "
                           f"{getattr(fn, '__qualname__', fn)!r})")
+
+
+def check_leak_option(value: object) -> None:
+    """``Supervisor(leak_check=...)``: True, False (or None), or a configured LeakCheck."""
+    from .leaks import LeakCheck
+
+    if value is not True and value is not False and value is not None \
+            and not isinstance(value, LeakCheck):
+        raise ConfigError(f"Supervisor leak_check must be True, False or a LeakCheck, got {value!r}")

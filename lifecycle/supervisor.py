@@ -20,6 +20,7 @@ from anyio import RunFinishedError
 from . import redact
 from ._bounded import OK, SKIPPED, Jobs, now, unwrap
 from ._closing import close_all
+from ._declarations import check_leak_option
 from ._runner import console_logging, exit_despite, run_asyncio, run_trio, stuck_threads
 from ._runtime import ServiceRuntime
 from ._signals import (
@@ -58,14 +59,6 @@ Listener = Callable[[Event], None]
 S = TypeVar("S", bound=Service)
 
 
-def _check_leak_option(value: object) -> None:
-    from .leaks import LeakCheck
-
-    if value is not True and value is not False and value is not None \
-            and not isinstance(value, LeakCheck):
-        raise ConfigError(f"Supervisor leak_check must be True, False or a LeakCheck, got {value!r}")
-
-
 class Supervisor:
     """Owns a set of services: validated at construction, started, served, closed, reported.
 
@@ -83,7 +76,7 @@ class Supervisor:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Supervisor name must be a non-empty string, got {name!r}")
         self.services = list(services)
-        _check_leak_option(leak_check)
+        check_leak_option(leak_check)
         self._by_name = validate(self.services, shutdown_timeout, drain_delay)
         self.restart_strategy = check_strategy(restart_strategy, "Supervisor restart_strategy")
         self._dependents = dependents(self._by_name)
