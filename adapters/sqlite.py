@@ -14,10 +14,8 @@ driver in autocommit mode), nested ones are ``SAVEPOINT``s.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import threading
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ import anyio
 
 from lifecycle import ConfigError, Health, Stage
 from lifecycle.adapters._sqlite_errors import reraise
+from lifecycle.adapters._sqlite_thread import close_unclaimed, interrupt_statement, thread_of
 from lifecycle.adapters.db import (
     CHECK_SHARE,
     Checkout,
@@ -119,7 +118,7 @@ class SQLiteDatabase(Database):
             return raw
 
         # aiosqlite.connect() builds the same Connection; built here so that a start cancelled
-        # while the worker opens the file can still close what it opened (see _close_unclaimed)
+        # while the worker opens the file can still close what it opened (see close_unclaimed)
         conn = aiosqlite.Connection(connector, iter_chunk_size=64)
         try:
             with anyio.fail_after(float(self.start_timeout)):
@@ -133,7 +132,7 @@ class SQLiteDatabase(Database):
         except BaseException as exc:
             ended = await self._dispose(conn, min(self.close_timeout, 2.0), interrupt=True)
             if ended:
-                _close_unclaimed(opened)
+                close_unclaimed(opened)
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise DatabaseUnavailable(f"SQLite at {self.path!r}: "
                                           f"{describe_error(exc, ())}") from exc
@@ -201,12 +200,12 @@ class SQLiteDatabase(Database):
                        interrupt: bool) -> bool:
         """Close ``conn`` and end its thread within ``timeout``, even if cancelled; True
         when the thread ended. With ``interrupt``, a statement still running is cut short."""
-        thread = _thread_of(conn)
+        thread = thread_of(conn)
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(timeout * 0.6):
                 try:
                     if interrupt:
-                        await _interrupt(conn)
+                        await interrupt_statement(conn)
                     await conn.close()
                 except Exception as exc:
                     self.log.warning("close of %s failed: %s", self.path,
@@ -283,13 +282,13 @@ class SQLiteDatabase(Database):
                 finally:
                     await cursor.close()
         except TimeoutError:
-            await _interrupt(conn)
+            await interrupt_statement(conn)
             raise QueryTimeout(f"{self.name}: {op} did not finish within {deadline:g} s"
                                ) from None
         except Exception as exc:
             reraise(exc, f"{self.name}: {op}")
         except BaseException:  # cancelled
-            await _interrupt(conn)
+            await interrupt_statement(conn)
             raise
 
     # -- the portable interface ------------------------------------------------------
@@ -384,33 +383,3 @@ def _statements(depth: int) -> tuple[str, str, tuple[str, ...]]:
         return "BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)
     sp = f"lifecycle_sp_{depth}"
     return f"SAVEPOINT {sp}", f"RELEASE {sp}", (f"ROLLBACK TO {sp}", f"RELEASE {sp}")
-
-
-def _close_unclaimed(opened: list[sqlite3.Connection]) -> None:
-    """Close what the worker opened for a start that was cancelled before it got it.
-
-    aiosqlite drops such a connection unclosed (the file stays open until garbage
-    collection, and Python 3.13 warns about it). Called once the worker thread has ended, so
-    nothing else uses the connection; closing one already closed does nothing.
-    """
-    for raw in opened:
-        with contextlib.suppress(sqlite3.Error):
-            raw.close()
-
-
-def _thread_of(conn: aiosqlite.Connection) -> threading.Thread | None:
-    """The worker thread of ``conn``: an attribute since aiosqlite 0.21, the object before."""
-    if isinstance(conn, threading.Thread):
-        return conn
-    thread = getattr(conn, "_thread", None)
-    return thread if isinstance(thread, threading.Thread) else None
-
-
-async def _interrupt(conn: aiosqlite.Connection) -> None:
-    """Abort the statement the worker thread is running, if any (no-op when idle).
-
-    ``interrupt()`` calls ``sqlite3_interrupt`` directly, from this thread, without
-    awaiting: it works while the worker is busy, and even inside a cancelled scope.
-    """
-    if getattr(conn, "_connection", None) is not None:
-        await conn.interrupt()
