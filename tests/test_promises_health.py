@@ -113,3 +113,14 @@ async def test_restarts_wait_the_first_delay_then_double_up_to_the_cap() -> None
     gaps = [round(b - a, 6) for a, b in zip(svc.attempts, svc.attempts[1:])]
     assert gaps[:5] == [2.0, 4.0, 8.0, 8.0, 8.0]
     assert max(gaps) == 8.0
+
+
+async def test_the_recovery_comes_with_the_threshold_th_consecutive_failure() -> None:
+    table = Table(init_time=0.0, grace_period=1.0, cooldown=30.0)
+    async with Supervisor([table], leak_check=False):
+        await anyio.sleep(20)
+        table.corrupt = True
+        await anyio.sleep(20)
+    [recovered_at] = table.recoveries
+    failed = [at for at, ok in table.checks if not ok and at <= recovered_at]
+    assert len(failed) == table.failure_threshold == 3
