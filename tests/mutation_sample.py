@@ -105,7 +105,8 @@ MUTANTS = [
            "delay = policy.delay(streak - 1)", "delay = policy.delay(streak)"),
     Mutant("monitors-first", "lifecycle/supervisor.py",
            "health monitors closed after the stop stages, not before",
-           "                if rt._monitor_host is not None:\n                    tg.start_soon(rt.close_monitor)\n",
+           "                if rt._monitor_host is not None:\n"
+           "                    tg.start_soon(rt.close_monitor)\n",
            "                pass\n"),
     Mutant("zero-budget", "lifecycle/_runtime.py", "a stage runs with a spent budget",
            "            if forced() or budget <= 0:", "            if forced():"),

@@ -7,6 +7,7 @@ minutes of checks and backoff run in a fraction of a second and every gap is exa
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import anyio
@@ -110,7 +111,7 @@ async def test_restarts_wait_the_first_delay_then_double_up_to_the_cap() -> None
     svc = Crashing(backoff=(2.0, 8.0))
     async with Supervisor([svc], leak_check=False):
         await anyio.sleep(100)
-    gaps = [round(b - a, 6) for a, b in zip(svc.attempts, svc.attempts[1:])]
+    gaps = [round(b - a, 6) for a, b in pairwise(svc.attempts)]
     assert gaps[:5] == [2.0, 4.0, 8.0, 8.0, 8.0]
     assert max(gaps) == 8.0
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import anyio
@@ -31,13 +33,17 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def spooled(w: InfluxWriter, points: int) -> bool:
+    return w.stats.in_spool == points
+
+
 async def fill_spool(spool: Path, tag: str) -> None:
     """Ten rows of 100 points, each written and spooled on its own."""
     offline = writer(None, spool, batch_size=PER_ROW)
     async with Supervisor([offline], shutdown_timeout=15.0):
         for k in range(ROWS):
             offline.write_many(lines(tag, PER_ROW, k * PER_ROW))
-            await wait_for(lambda k=k: offline.stats.in_spool == (k + 1) * PER_ROW, 10, "spooled")
+            await wait_for(partial(spooled, offline, (k + 1) * PER_ROW), 10, "spooled")
     assert offline.stats.in_spool == ROWS * PER_ROW
 
 
@@ -51,7 +57,7 @@ async def test_a_failed_replay_delivery_stops_the_replay_and_backs_off(
             await anyio.sleep(1.2)  # the observation window: replays against a failing server
             seen = list(proxy.seen)
             assert 1 <= len(seen) <= 4, [s.status for s in seen]  # one row a try, 0.5 s apart
-            gaps = [b.at - a.at for a, b in zip(seen, seen[1:])]
+            gaps = [b.at - a.at for a, b in pairwise(seen)]
             assert all(gap >= 0.4 for gap in gaps), gaps
             proxy.default = PASS
             await wait_for(lambda: w.stats.inherited_written == ROWS * PER_ROW, 15, "replay")
