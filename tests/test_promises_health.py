@@ -26,19 +26,28 @@ def anyio_backend() -> tuple[str, dict[str, Any]]:
     return "trio", {"clock": MockClock(autojump_threshold=0)}
 
 
-async def test_a_recovered_resource_gets_a_new_grace_period_before_it_is_judged() -> None:
-    # Re-initialising takes 5 s, well inside the 10 s grace: one corruption, one recovery.
-    table = Table(init_time=5.0, grace_period=10.0, cooldown=1.0)
+async def corrupt_midway(table: Table, healthy_for: float,
+                         then: float) -> tuple[Supervisor, list[str], bool]:
+    """Serve ``table`` healthy for ``healthy_for`` s, then corrupt for ``then`` s; returns
+    the supervisor, the event kinds and whether the table was healthy at the end."""
     events: list[Event] = []
     sup = Supervisor([table], leak_check=False)
     sup.subscribe(events.append)
     async with sup:
-        await anyio.sleep(20)
+        await anyio.sleep(healthy_for)
         table.corrupt = True
-        await anyio.sleep(100)
-        assert sup.health()["services"]["table"]["healthy"] is True
+        await anyio.sleep(then)
+        healthy = sup.health()["services"]["table"]["healthy"] is True
+    return sup, [e.kind for e in events], healthy
+
+
+async def test_a_recovered_resource_gets_a_new_grace_period_before_it_is_judged() -> None:
+    # Re-initialising takes 5 s, well inside the 10 s grace: one corruption, one recovery.
+    table = Table(init_time=5.0, grace_period=10.0, cooldown=1.0)
+    _, kinds, healthy = await corrupt_midway(table, 20, 100)
+    assert healthy
     assert len(table.recoveries) == 1, table.recoveries
-    assert [e.kind for e in events].count("HealthAlert") == 1
+    assert kinds.count("HealthAlert") == 1
 
 
 class Flapping(Service):
@@ -81,17 +90,11 @@ class FailsFirstRecovery(Table):
 
 async def test_a_failed_recover_keeps_the_service_monitored_and_recovered_later() -> None:
     table = FailsFirstRecovery(init_time=0.0, grace_period=2.0, cooldown=5.0, name="table")
-    events: list[Event] = []
-    sup = Supervisor([table], leak_check=False)
-    sup.subscribe(events.append)
-    async with sup:
-        await anyio.sleep(5)
-        table.corrupt = True
-        await anyio.sleep(60)
-        assert sup.health()["services"]["table"]["healthy"] is True
+    sup, kinds, healthy = await corrupt_midway(table, 5, 60)
+    assert healthy
     assert len(table.recoveries) == 2  # the failed one, then one that worked
     assert [f.where for f in sup.report.failures] == ["recover"]
-    assert [e.kind for e in events].count("HealthRestored") == 1
+    assert kinds.count("HealthRestored") == 1
 
 
 class Crashing(Service):
@@ -118,10 +121,7 @@ async def test_restarts_wait_the_first_delay_then_double_up_to_the_cap() -> None
 
 async def test_the_recovery_comes_with_the_threshold_th_consecutive_failure() -> None:
     table = Table(init_time=0.0, grace_period=1.0, cooldown=30.0)
-    async with Supervisor([table], leak_check=False):
-        await anyio.sleep(20)
-        table.corrupt = True
-        await anyio.sleep(20)
+    await corrupt_midway(table, 20, 20)
     [recovered_at] = table.recoveries
     failed = [at for at, ok in table.checks if not ok and at <= recovered_at]
     assert len(failed) == table.failure_threshold == 3
