@@ -70,7 +70,7 @@ async def test_a_stage_whose_budget_is_spent_is_skipped_not_begun() -> None:
         async with Supervisor([base, Hanging()], shutdown_timeout=1.0, leak_check=False) as sup:
             pass
     stop = sup.report.shutdown["base"]["stop"]
-    assert (stop.outcome, stop.error) == ("skipped", "shutdown budget exhausted")
+    assert stop.outcome == "skipped" and "budget" in (stop.error or ""), stop.error
     assert not base.stop_began
 
 

@@ -1,8 +1,9 @@
 """A second signal forces the shutdown: every wait of the graceful close is cut short.
 
 Real signals: the supervisor serves in this process (pytest's main thread) and the test
-sends itself SIGINT twice, the second once the close is under way. Each case would take
-20 s or more if the promise were broken; each must end within a few seconds.
+sends itself SIGINT, then, once the close is under way, SIGINT again until the shutdown is
+forced (signals right after the first are taken for repeats of it and ignored). Each case
+would take 20 s or more if the promise were broken; each must end within a few seconds.
 """
 
 from __future__ import annotations
@@ -27,27 +28,33 @@ SLOW = 20.0  # what a graceful close would wait for; the forced one must not
 
 async def serve_and_force(sup: Supervisor, closing: Callable[[], bool] = lambda: True
                           ) -> tuple[LifecycleReport, float]:
-    """Serve ``sup``; SIGINT once started, SIGINT again when ``closing()`` holds. Returns
-    the report and the seconds from the second signal to the end of ``serve()``."""
-    started, requested = anyio.Event(), anyio.Event()
+    """Serve ``sup``; SIGINT once started, SIGINT again when ``closing()`` holds, until the
+    shutdown is forced. Returns the report and the seconds from the forcing to the end of
+    ``serve()``."""
+    started, requested, forced = anyio.Event(), anyio.Event(), anyio.Event()
+    forced_at: list[float] = []
 
     def on_event(event: Event) -> None:
         if event.kind == "AllStarted":
             started.set()
         elif event.kind == "ShutdownRequested":
             requested.set()
+        elif event.kind == "ShutdownForced":
+            forced_at.append(time.monotonic())
+            forced.set()
 
     sup.subscribe(on_event)
-    forced_at: list[float] = []
 
     async def signal_twice() -> None:
         await started.wait()
         os.kill(os.getpid(), signal.SIGINT)
-        await requested.wait()  # the first was handled: the second is not merged into it
+        await requested.wait()  # the first was handled: the next is not merged into it
         while not closing():  # no event marks these points of the close: poll, bounded
             await anyio.sleep(0.01)
-        forced_at.append(time.monotonic())
-        os.kill(os.getpid(), signal.SIGINT)
+        while not forced.is_set():  # repeats within the first's window are ignored
+            os.kill(os.getpid(), signal.SIGINT)
+            with anyio.move_on_after(0.2):
+                await forced.wait()
 
     with anyio.fail_after(SLOW * 2):
         async with anyio.create_task_group() as tg:
