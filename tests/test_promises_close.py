@@ -166,3 +166,19 @@ async def test_restart_delays_begin_at_the_first_backoff_and_never_exceed_the_ca
     delays = [r.delay for r in report.restarts]
     assert delays == [0.01, 0.02, 0.04, 0.04, 0.04, 0.04]
     assert report.exit_code == 3  # the seventh failure spent the budget
+
+
+async def test_a_stage_is_cut_at_what_is_left_of_the_shutdown_budget() -> None:
+    class Hanging(Service):
+        stop_timeout = 3.0
+
+        async def stop(self) -> None:
+            await anyio.sleep(30)
+
+    base = Hanging(name="base")
+    top = Hanging(name="top", depends_on=("base",))  # stops first: 1 s of 4 s is left after it
+    with anyio.fail_after(20):
+        async with Supervisor([base, top], shutdown_timeout=4.0, leak_check=False) as sup:
+            pass
+    stop = sup.report.shutdown["base"]["stop"]
+    assert stop.outcome == "timeout" and stop.elapsed < 2.0, (stop.elapsed, stop.error)
