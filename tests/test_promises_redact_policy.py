@@ -32,6 +32,9 @@ def test_a_password_holding_at_signs_and_colons_is_masked_whole() -> None:
     assert mask_url(url) == ("postgresql://app:***@db.internal:5432/orders"
                              "?sslmode=require&password=***")
     assert mask_url("https://db.internal/x?token=") == "https://db.internal/x?token="
+    assert mask_url("https://h/?password=a=b") == "https://h/?password=***"
+    assert mask_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"  # adds no query
+    assert mask_url("postgresql://u:pw@[::1/db") == "postgresql://u:***@[::1/db"  # unparsable
 
 
 def test_an_error_is_described_by_its_type_and_scrubbed_message() -> None:
