@@ -22,7 +22,7 @@ DASH = "\u2013"  # an en dash, for empty cells
 #: The benchmark modules, in the order they run and appear in the report.
 MODULES: tuple[str, ...] = (
     "shutdown", "startup", "overhead", "leakcheck", "influx", "spool", "fallback",
-    "rolling_restart",
+    "rolling_restart", "soak",
 )
 
 

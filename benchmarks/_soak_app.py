@@ -1,0 +1,168 @@
+"""The app the soak benchmark watches: every kind of churn lifecycle supervises, at once.
+
+Run as ``python -m benchmarks._soak_app`` with its settings as JSON in the environment
+variable ``SOAK_CONFIG`` (the DSN holds a password: it stays out of the command line). The
+process serves for ``seconds``, shuts itself down and prints one JSON line with its counts;
+the parent samples its memory, file descriptors and threads from /proc meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import time
+from typing import Any
+
+import anyio
+
+from lifecycle import Health, RestartPolicy, Service, Supervisor, every
+
+#: Keeps restarting and recovering for as long as the soak runs (the default would escalate).
+FOREVER = RestartPolicy(backoff=(0.05, 0.2), jitter=0.0, max_restarts=10**9, window=1.0,
+                        max_recoveries=10**9, stable_period=0.5)
+
+
+class Flapper(Service):
+    """``run()`` serves for ``period`` seconds, then fails: restarted every time."""
+
+    restart = FOREVER
+
+    def __init__(self, period: float) -> None:
+        super().__init__()
+        self.period = period
+
+    async def run(self) -> None:
+        await self.sleep(self.period)
+        if not self.shutting_down:
+            raise RuntimeError("flapping on purpose")
+
+
+class Sickly(Service):
+    """Healthy and unhealthy in turns of ``period`` seconds: health recoveries, forever."""
+
+    restart = FOREVER
+    check_interval = 0.1
+    check_timeout = 1.0
+    failure_threshold = 1
+    grace_period = 0.1
+    cooldown = 0.1
+
+    def __init__(self, period: float) -> None:
+        super().__init__()
+        self.period = period
+
+    async def check(self) -> bool | Health:
+        if int(time.monotonic() / self.period) % 2:
+            return Health(False, "sick on purpose")
+        return True
+
+
+def _short_thread(stop: threading.Event) -> None:
+    stop.wait(0.001)
+
+
+class Churn(Service):
+    """Spawns short tasks and threads on an ``@every`` loop: task and thread churn."""
+
+    def __init__(self, tasks: int, threads: int) -> None:
+        super().__init__()
+        self.tasks, self.threads = tasks, threads
+        self.spawned_tasks = self.spawned_threads = 0
+
+    @every(0.05)
+    async def spawn_some(self) -> None:
+        for _ in range(self.tasks):
+            self.spawn(anyio.sleep, 0.001, name="short task")
+        for _ in range(self.threads):
+            self.spawn_thread(_short_thread, name="short thread")
+        self.spawned_tasks += self.tasks
+        self.spawned_threads += self.threads
+
+
+class Producer(Service):
+    """Writes ``points`` lines every 0.1 s into the InfluxWriter it depends on."""
+
+    depends_on = ("metrics",)
+
+    def __init__(self, points: int) -> None:
+        super().__init__()
+        self.points, self.sent = points, 0
+
+    @every(0.1)
+    async def produce(self) -> None:
+        writer: Any = self.dependency("metrics")
+        now = time.time_ns()
+        writer.write_many([b"soak,app=soak value=%di %d" % (self.sent + i, now + i)
+                           for i in range(self.points)])
+        self.sent += self.points
+
+
+class Querier(Service):
+    """Queries the Postgres pool every 0.1 s; failures while the server restarts are counted."""
+
+    depends_on = ("postgres",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ok = self.failed = 0
+
+    @every(0.1)
+    async def query(self) -> None:
+        db: Any = self.dependency("postgres")
+        try:
+            await db.fetchval("SELECT 1", timeout=2.0)
+            self.ok += 1
+        except Exception:
+            self.failed += 1
+
+
+class Timer(Service):
+    """Ends the soak after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def run(self) -> None:
+        if await self.sleep(self.seconds):
+            self.request_shutdown("soak over")
+
+
+async def soak(config: dict[str, Any], spool: str) -> dict[str, Any]:
+    from lifecycle.adapters.influx import InfluxWriter
+    from lifecycle.adapters.postgres import PostgresDatabase
+
+    churn = Churn(config["tasks"], config["threads"])
+    producer, querier = Producer(config["points"]), Querier()
+    writer = InfluxWriter(config["victoria"], "soak-token", "soak", "soak", spool_path=spool,
+                          name="metrics", timeout=1.0, connect_timeout=1.0,
+                          breaker_reset=(0.5, 2.0), retry_backoff=(0.1, 1.0),
+                          max_buffer_points=50_000, spool_fsync="normal")
+    db = PostgresDatabase(config["dsn"], min_size=1, max_size=4, connect_timeout=2.0,
+                          acquire_timeout=2.0, command_timeout=2.0, check_timeout=2.0)
+    db.restart = FOREVER
+    services = [Flapper(config["flap_period"]), Sickly(config["sick_period"]), churn, writer,
+                producer, db, querier, Timer(config["seconds"])]
+    sup = Supervisor(services, leak_check=False, log_report=False, shutdown_timeout=20.0)
+    report = await sup.serve(handle_signals=False)
+    stats = writer.stats
+    return {"exit_code": int(report.exit_code),
+            "counts": {k: dict(v) for k, v in report.to_dict()["counts"].items()},
+            "tasks": churn.spawned_tasks, "threads": churn.spawned_threads,
+            "points_sent": producer.sent, "points_written": stats.written,
+            "points_dropped": stats.dropped + stats.dead_lettered,
+            "queries_ok": querier.ok, "queries_failed": querier.failed,
+            "threads_at_end": threading.active_count()}
+
+
+def main() -> None:
+    config = json.loads(os.environ["SOAK_CONFIG"])
+    with tempfile.TemporaryDirectory(prefix="soak-spool-") as spool:
+        outcome = anyio.run(soak, config, spool)
+    print(json.dumps(outcome), flush=True)
+
+
+if __name__ == "__main__":
+    main()
