@@ -229,6 +229,9 @@ def _section(section: Section) -> list[str]:
         return out
     out += table(section.results)
     out.append("")
+    figure = getattr(mod, "FIGURE", "")  # a plot the benchmark drew, relative to docs/
+    if figure:
+        out += [f"![{getattr(mod, 'TITLE', mod.__name__)}]({figure})", ""]
     extra = sorted({f"{k}={v}" for r in section.results for k, v in r.extra.items()
                     if k == "services"})
     if extra:
