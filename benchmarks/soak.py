@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +156,7 @@ def soak(p: Plan, pool: Pool) -> tuple[Samples, dict[str, Any]]:
 @dataclass(frozen=True)
 class Verdict:
     slope_mib_per_hour: float
+    late_slope_mib_per_hour: float  # over the second half only: a tail that levels off
     rss_start: float
     rss_end: float
     fd_growth: int
@@ -165,8 +166,9 @@ class Verdict:
     measured: int  # samples after warm-up
 
 
-def analyse(log: Samples, warmup: float) -> Verdict:
-    kept = [i for i, t in enumerate(log.t) if t >= warmup]
+def analyse(log: Samples, warmup: float, end: float = float("inf")) -> Verdict:
+    """The samples from ``warmup`` to ``end`` (when the app begins to shut down)."""
+    kept = [i for i, t in enumerate(log.t) if warmup <= t <= end]
     if len(kept) < 6:
         raise BenchmarkError(f"only {len(kept)} samples after the warm-up")
     t = [log.t[i] for i in kept]
@@ -174,12 +176,14 @@ def analyse(log: Samples, warmup: float) -> Verdict:
     fds = [log.fds[i] for i in kept]
     threads = [log.threads[i] for i in kept]
     slope = statistics.linear_regression(t, rss).slope * 3600
+    half = len(kept) // 2
+    late = statistics.linear_regression(t[half:], rss[half:]).slope * 3600
     third = len(kept) // 3
 
     def growth(values: list[int]) -> int:
         return max(values[-third:]) - max(values[:third])
 
-    return Verdict(slope, rss[0], rss[-1], growth(fds), growth(threads),
+    return Verdict(slope, late, rss[0], rss[-1], growth(fds), growth(threads),
                    (min(fds), max(fds)), (min(threads), max(threads)), len(kept))
 
 
@@ -201,7 +205,8 @@ def results(v: Verdict, outcome: dict[str, Any], log: Samples) -> list[Result]:
     return [
         Result(NAME, "RSS slope after warm-up", v.slope_mib_per_hour, "MiB/hour", None,
                SLOPE_GOAL, v.slope_mib_per_hour < 1.0, samples=v.measured,
-               note=f"RSS {v.rss_start:.1f} -> {v.rss_end:.1f} MiB; " + _note(outcome, log),
+               note=f"RSS {v.rss_start:.1f} -> {v.rss_end:.1f} MiB, slope over the second half "
+               f"{v.late_slope_mib_per_hour:.2f} MiB/hour; " + _note(outcome, log),
                extra=extra),
         Result(NAME, "open fds growth", float(v.fd_growth), "fds", None, GROWTH_GOAL,
                v.fd_growth <= 0, samples=v.measured,
@@ -245,11 +250,13 @@ def draw(log: Samples, v: Verdict, warmup: float, path: Path, title: str) -> Non
 
 
 def run(size: Size, pool: Pool | None = None, minutes: float | None = None,
-        plot: Path | None = None) -> list[Result]:
+        plot: Path | None = None, samples: Path | None = None) -> list[Result]:
     p = plan(size, minutes)
     with using(pool) as servers:
         log, outcome = soak(p, servers)
-    verdict = analyse(log, p.warmup)
+    verdict = analyse(log, p.warmup, p.seconds)
+    if samples is not None:
+        samples.write_text(json.dumps(asdict(log)))
     if plot is not None or size == "full":
         draw(log, verdict, p.warmup, plot or PLOT, f"soak, {p.seconds / 60:g} minutes")
     return results(verdict, outcome, log)
@@ -270,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--samples", type=Path, metavar="JSON",
+                        help="write the raw samples here")
     parser.add_argument("--append", type=Path, metavar="MARKDOWN",
                         help="append the section to this file (e.g. docs/performance.md)")
     args = parser.parse_args(argv)
@@ -278,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.soak", *(sys.argv[1:] if argv is None else argv)])
     began = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
-    rows = run("full", minutes=args.minutes, plot=args.plot)
+    rows = run("full", minutes=args.minutes, plot=args.plot, samples=args.samples)
     text = markdown(rows, command, began, time.perf_counter() - clock)
     print(text)
     if args.append:

@@ -22,7 +22,7 @@ def test_a_churning_app_keeps_fds_threads_and_memory_flat(fresh_victoria: Any,
                                                           fresh_postgres: Any) -> None:
     plan = soak.plan("smoke")
     log, outcome = soak.soak(plan, Pool(victoria=fresh_victoria, postgres=fresh_postgres))
-    verdict = soak.analyse(log, plan.warmup)
+    verdict = soak.analyse(log, plan.warmup, plan.seconds)
 
     counts = outcome["counts"]
     assert counts["flapper"]["failures"] >= 10, counts  # the churn really happened
@@ -48,6 +48,7 @@ def test_the_slope_is_extrapolated_to_mib_per_hour_after_the_warm_up() -> None:
         log.threads.append(4 if second < 100 else 6)
     verdict = soak.analyse(log, warmup=30.0)
     assert verdict.slope_mib_per_hour == pytest.approx(1.0)
+    assert verdict.late_slope_mib_per_hour == pytest.approx(1.0)
     assert verdict.fd_growth == 0
     assert verdict.thread_growth == 2
     assert verdict.measured == 90
