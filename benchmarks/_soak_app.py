@@ -153,6 +153,7 @@ async def soak(config: dict[str, Any], spool: str) -> dict[str, Any]:
             "tasks": churn.spawned_tasks, "threads": churn.spawned_threads,
             "points_sent": producer.sent, "points_written": stats.written,
             "points_dropped": stats.dropped + stats.dead_lettered,
+            "points_kept": stats.buffered + stats.in_spool,  # waiting in the spool at exit
             "queries_ok": querier.ok, "queries_failed": querier.failed,
             "threads_at_end": threading.active_count()}
 
