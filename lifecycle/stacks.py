@@ -9,8 +9,10 @@ context variable of another thread cannot be read.
 
 from __future__ import annotations
 
+import keyword
 import linecache
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
@@ -76,7 +78,7 @@ def call_at(frame: FrameType) -> str:
         positions = list(frame.f_code.co_positions())  # Python 3.11+
         line, end_line, col, end_col = positions[frame.f_lasti // 2]
     except (AttributeError, IndexError):
-        return frame.f_code.co_name
+        return _first_call_on_line(frame)
     if line is None or col is None:
         return frame.f_code.co_name
     source = linecache.getline(frame.f_code.co_filename, line).encode()
@@ -86,6 +88,15 @@ def call_at(frame: FrameType) -> str:
         return frame.f_code.co_name
     callee = text.split("(", 1)[0].strip().removeprefix("await ").strip()
     return callee or frame.f_code.co_name
+
+
+def _first_call_on_line(frame: FrameType) -> str:
+    """Python 3.10 has no column positions: the first call written on the frame's line."""
+    source = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    for match in re.finditer(r"([A-Za-z_][\w.]*)\s*\(", source):
+        if not keyword.iskeyword(match.group(1)):
+            return match.group(1)
+    return frame.f_code.co_name
 
 
 #: (file name ending, function) of the frame that hands control to a task or callback.

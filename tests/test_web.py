@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from functools import partial
 from typing import Any
@@ -182,9 +183,14 @@ async def test_a_handler_or_websocket_that_never_ends_is_cut_within_the_budget_a
     assert result != 200  # cut: a closed connection, a close frame, or an error status
     assert closed_in < 6.0, sup.report.format()
     stages = outcomes(sup.report)
+    assert stages["lifespan_shutdown"] == "ok"
+    if server == "aiohttp" and sys.version_info < (3, 11):
+        # On 3.10, aiohttp's connection shutdown cancels the handler itself when the
+        # finish_requests deadline cancels it, so the cut is named there, not in the next stage
+        assert stages["finish_requests"] == "timeout", sup.report.format()
+        return
     assert stages["close_connections"] == "error", sup.report.format()
     assert "cancelled 1 handler(s)" in (sup.report.shutdown["web"]["close_connections"].error or "")
-    assert stages["lifespan_shutdown"] == "ok"
     if route == "/hang":
         assert stages["finish_requests"] == "timeout"
 
