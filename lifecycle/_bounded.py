@@ -9,55 +9,24 @@ that is still running ``ABANDON_GRACE`` seconds after it was cancelled is record
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import math
-import os
 import sys
-import traceback
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any, Final
 
 import anyio
 
+from ._backend import now, spawn_detached
+from .outcome import Outcome
+from .stacks import coroutine_stack
+
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
-OK: Final = "ok"
-ERROR: Final = "error"
-TIMEOUT: Final = "timeout"
-CANCELLED: Final = "cancelled"
-ABANDONED: Final = "abandoned"
-SKIPPED: Final = "skipped"
-
 #: Seconds a cancelled job gets to actually finish before it is abandoned.
 ABANDON_GRACE: Final = 0.25
-
-
-def backend_name() -> str:
-    """``"asyncio"`` or ``"trio"``: the backend running the current task."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return "trio"
-    return "asyncio"
-
-
-def now() -> float:
-    """The event loop's clock, like ``now()`` at a tenth of the cost.
-
-    anyio looks the backend up on every call; the lifecycle reads the clock several times
-    per service and stage, which showed up as a fifth of the cost of a start and stop.
-    Under trio this is trio's clock, so a ``MockClock`` still drives everything.
-    """
-    try:
-        return asyncio.get_running_loop().time()
-    except RuntimeError:
-        import trio
-
-        return trio.current_time()
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -67,70 +36,11 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
-def coroutine_stack(coro: object) -> str:
-    """Where a suspended coroutine is stuck: its ``await`` chain, outermost first."""
-    return format_frames(coroutine_frames(coro))
-
-
-def coroutine_frames(coro: object) -> list[FrameType]:
-    """The frames of a coroutine's ``await`` chain, outermost first."""
-    frames: list[FrameType] = []
-    seen: set[int] = set()
-    obj: Any = coro
-    while obj is not None and id(obj) not in seen:
-        seen.add(id(obj))
-        frame = (getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
-                 or getattr(obj, "ag_frame", None))
-        if frame is not None:
-            frames.append(frame)
-        obj = (getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
-               or getattr(obj, "ag_await", None))
-    return frames
-
-
-_LIBRARY_PARTS = (f"{os.sep}anyio{os.sep}", f"{os.sep}trio{os.sep}", f"{os.sep}asyncio{os.sep}",
-                  f"{os.sep}lifecycle{os.sep}_")
-
-
-def format_frames(frames: list[FrameType]) -> str:
-    """Format a stack, dropping event-loop plumbing after the user's innermost frame.
-
-    The last library call is kept as one line ("still in anyio.sleep") so the reader sees
-    what the user's code was waiting on without forty lines of trio internals.
-    """
-    keep: list[FrameType] = []
-    tail: FrameType | None = None
-    for frame in frames:
-        if any(part in frame.f_code.co_filename for part in _LIBRARY_PARTS):
-            if tail is None and keep:
-                tail = frame
-            continue
-        keep.append(frame)
-        tail = None
-    summary = traceback.StackSummary.extract((f, f.f_lineno) for f in keep or frames)
-    text = "".join(summary.format())
-    if tail is not None and keep:
-        module = tail.f_globals.get("__name__", "?")
-        text += f"  ... waiting in {module}.{tail.f_code.co_name}\n"
-    return text
-
-
-def spawn_detached(main: Callable[[], Coroutine[Any, Any, None]], context: contextvars.Context,
-                   name: str) -> object:
-    """Start ``main()`` as a task nobody waits for (asyncio task or trio system task)."""
-    if backend_name() == "asyncio":
-        loop = asyncio.get_running_loop()
-        return context.copy().run(loop.create_task, main(), name=name)
-    import trio
-
-    return trio.lowlevel.spawn_system_task(main, name=name, context=context.copy())
-
-
 @dataclass
 class Result:
     """How one piece of user code ended."""
 
-    outcome: str
+    outcome: Outcome
     elapsed: float
     error: BaseException | None = None
     stack: str | None = None
@@ -256,7 +166,7 @@ class Jobs:
         """Run ``fn(*args)`` detached; return within ``deadline + grace`` seconds, always."""
         began = now()
         if self.interrupted:
-            return Result(SKIPPED, 0.0)
+            return Result(Outcome.SKIPPED, 0.0)
         job = Job(fn, args, label)
         job.began, job.deadline = began, deadline
         self._active.add(job)
@@ -267,8 +177,8 @@ class Jobs:
             if job.done.is_set() and not job.interrupted:
                 elapsed = now() - began
                 if job.error is not None:
-                    return Result(ERROR, elapsed, job.error)
-                return Result(OK, elapsed, value=job.value)
+                    return Result(Outcome.ERROR, elapsed, job.error)
+                return Result(Outcome.OK, elapsed, value=job.value)
             stack = job.stack()
             job.cancel()
             with anyio.move_on_after(grace):
@@ -277,9 +187,9 @@ class Jobs:
             if not job.done.is_set():
                 self.abandoned = [j for j in self.abandoned if not j.done.is_set()]
                 self.abandoned.append(job)
-                return Result(ABANDONED, elapsed, job.error, stack, interrupted=job.interrupted)
-            return Result(CANCELLED if job.interrupted else TIMEOUT, elapsed, job.error, stack,
-                          interrupted=job.interrupted)
+                return Result(Outcome.ABANDONED, elapsed, job.error, stack, interrupted=job.interrupted)
+            ended = Outcome.CANCELLED if job.interrupted else Outcome.TIMEOUT
+            return Result(ended, elapsed, job.error, stack, interrupted=job.interrupted)
         except BaseException:
             job.cancel()  # the waiter itself was cancelled: take the job down with it
             raise

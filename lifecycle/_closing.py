@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._bounded import Deadline, now
+from ._backend import now
+from ._bounded import Deadline
 from ._supervisor_state import SupervisorState
 from .events import ServiceStopped, Stopped
 from .observe import detach_observers

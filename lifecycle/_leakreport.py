@@ -7,7 +7,6 @@ long after they are gone.
 
 from __future__ import annotations
 
-import asyncio
 import linecache
 import threading
 from collections.abc import Iterable, Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 from lifecycle import _taskhook as taskhook
 from lifecycle import _threadhook as hook
+from lifecycle._backend import Backend
 from lifecycle._context import current_service
 from lifecycle._qualname import frame_qualname
 from lifecycle._threadhook import Origin, ThreadError, display_path
@@ -204,17 +204,6 @@ class LeakReport:
             "thread_errors_omitted": self.thread_errors_omitted,
         }
 
-    def merge(self, other: LeakReport) -> LeakReport:
-        """Both reports in one (the per-test plugin joins its thread and task checks)."""
-        return LeakReport(
-            self.threads + other.threads,
-            self.tasks + other.tasks,
-            self.thread_errors + other.thread_errors,
-            max(self.settle, other.settle),
-            max(self.waited, other.waited),
-            self.thread_errors_omitted + other.thread_errors_omitted,
-        )
-
     def redact(self, secrets: Iterable[str]) -> LeakReport:
         """A copy with every occurrence of ``secrets`` in any text replaced by ``***``."""
         words = [s for s in secrets if s]
@@ -312,10 +301,6 @@ def _coro_name(coro: Any, frames: list[FrameType]) -> str:
     return _callable_name(coro) or repr(coro)
 
 
-def task_name(task: Any) -> str:
-    return str(task.get_name() if isinstance(task, asyncio.Task) else task.name)
-
-
 def leaked_thread(thread: threading.Thread, frames: list[FrameType]) -> LeakedThread:
     origin = hook.origin_of(thread)
     at, creation = _where(origin)
@@ -334,12 +319,13 @@ def leaked_thread(thread: threading.Thread, frames: list[FrameType]) -> LeakedTh
     )
 
 
-def leaked_task(task: Any, frames: list[FrameType]) -> LeakedTask:
+def leaked_task(backend: Backend, task: Any, frames: list[FrameType]) -> LeakedTask:
     origin = taskhook.task_origins.get(task)
     at, creation = _where(origin)
     owner = origin.owner if origin else None
-    context = task.context if hasattr(task, "context") else getattr(task, "get_context", None)
+    context = backend.task_context(task)
     if owner is None and context is not None:
-        owner = (context() if callable(context) else context).get(current_service)
-    coro = task.get_coro() if isinstance(task, asyncio.Task) else task.coro
-    return LeakedTask(task_name(task), _coro_name(coro, frames), _stack(frames), owner, at, creation)
+        owner = context.get(current_service)
+    coro = backend.task_coro(task)
+    return LeakedTask(backend.task_name(task), _coro_name(coro, frames), _stack(frames), owner, at,
+                      creation)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._bounded import OK, now
+from ._backend import now
 from .events import HealthAlert, HealthRestored, ServiceRecovering
 from .health import Health
+from .outcome import Outcome
 from .report import RestartRecord
 from .service import Service
 
@@ -158,11 +159,12 @@ class Monitor:
         method = "recover" if has_recover(svc) else "restart"
         rt.core.emit(ServiceRecovering(rt.name, attempt=self.recoveries, method=method, reason=reason))
         began = now()
+        outcome: str  # an Outcome, or a restart strategy's "failed"
         if method == "recover":
             res = await rt.core.jobs.run(svc.recover, deadline=svc.start_timeout,  # type: ignore[attr-defined]
                                          context=rt.context, label=f"{rt.name}.recover")
             outcome, error = res.outcome, rt.core.describe(res.error)
-            if outcome != OK and res.error is not None:
+            if outcome != Outcome.OK and res.error is not None:
                 rt.core.record_failure(rt.name, "recover", res.error, "recovery failed")
         else:
             outcome, error = await rt.restart()
@@ -171,7 +173,7 @@ class Monitor:
             began - rt.core.origin))
         log.warning("service %r %s #%d after failed health checks (%s): %s", rt.name, method,
                     self.recoveries, reason, outcome)
-        if outcome == OK or method == "recover":
+        if outcome == Outcome.OK or method == "recover":
             return True  # a failed recover() is one more recovery that did not help
         if not rt.core.shutdown_requested:  # the service could not be started again
             self.escalation = f"restart to recover {rt.name!r} {outcome}: {error}"
@@ -180,7 +182,7 @@ class Monitor:
 
 
 def _verdict(outcome: str, value: object, error: str | None, svc: Service) -> tuple[bool, str]:
-    if outcome != OK:
+    if outcome != Outcome.OK:
         return False, error or f"check() {outcome} (deadline {svc.check_timeout:g}s)"
     if isinstance(value, Health):
         return value.ok, value.reason

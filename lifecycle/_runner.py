@@ -4,25 +4,23 @@ Both ``asyncio.run`` and ``trio.run`` wait, without a deadline, for every task t
 the main one returns. A hook the supervisor already abandoned (it ignores cancellation, or
 sits in a worker thread Python cannot stop) would hang the process there, after the report
 was written. The runners here give the leftovers ``TEARDOWN_GRACE`` seconds and then
-return the result anyway; the report has already named what was left behind. Also here:
-a console for the lifecycle log when the process configured no logging.
+return the result anyway; the report has already named what was left behind (each backend's
+runner is in :mod:`lifecycle._backend`). Also here: a console for the lifecycle log when the
+process configured no logging, and the exit that stuck non-daemon threads cannot hold up.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
-import queue
-import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
+from . import _backend
 from ._bounded import ABANDON_GRACE
 
 T = TypeVar("T")
@@ -35,31 +33,9 @@ TEARDOWN_GRACE = ABANDON_GRACE
 EXIT_GRACE = 0.5
 
 
-def run_asyncio(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Like ``asyncio.run``, but teardown is bounded (see the module docstring)."""
-    loop = asyncio.new_event_loop()
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main())
-    finally:
-        try:
-            _bounded_teardown(loop)
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
-def _bounded_teardown(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.wait(tasks, timeout=TEARDOWN_GRACE))
-    with contextlib.suppress(Exception):
-        loop.run_until_complete(asyncio.wait_for(loop.shutdown_asyncgens(), TEARDOWN_GRACE))
-    executor = getattr(loop, "_default_executor", None)
-    if executor is not None:
-        executor.shutdown(wait=False, cancel_futures=True)
+def run_event_loop(backend: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``main`` on a new event loop of ``backend``; teardown bounded by ``TEARDOWN_GRACE``."""
+    return _backend.named(backend).run(main, TEARDOWN_GRACE)
 
 
 @contextlib.contextmanager
@@ -89,85 +65,6 @@ def console_logging() -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-_WAKE = object()
-
-
-def run_trio(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Like ``trio.run``, but returns ``TEARDOWN_GRACE`` s after ``main`` returned even if a
-    system task will not end (``trio.run`` would wait for it forever).
-
-    Trio runs as a guest of the small loop here (``trio.lowlevel.start_guest_run``), so this
-    loop can stop driving it. An abandoned run is then closed, which makes trio release
-    its global state (a later ``trio.run`` in this thread works).
-    """
-    import outcome
-    import trio
-
-    calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    finished: list[outcome.Outcome[T]] = []
-    returned: list[outcome.Outcome[T]] = []
-    guest: list[Any] = []
-    saved = _current_handlers()
-
-    async def body() -> T:
-        try:
-            value = await main()
-        except BaseException as exc:
-            returned.append(outcome.Error(exc))
-            calls.put(_WAKE)
-            raise
-        returned.append(outcome.Value(value))
-        calls.put(_WAKE)
-        return value
-
-    trio.lowlevel.start_guest_run(body, run_sync_soon_threadsafe=calls.put,
-                                  done_callback=finished.append)
-    give_up_at: float | None = None
-    while not finished:
-        timeout = None if give_up_at is None else give_up_at - time.monotonic()
-        if timeout is not None and timeout <= 0:
-            break
-        try:
-            call = calls.get(timeout=timeout)
-        except queue.Empty:
-            break
-        if call is _WAKE:
-            give_up_at = time.monotonic() + TEARDOWN_GRACE
-            continue
-        if not guest and hasattr(call, "__self__"):
-            guest.append(call.__self__)  # the first call is the guest run's own tick
-        call()
-    if finished:
-        return finished[0].unwrap()
-    _abandon(guest[0] if guest else None)
-    _restore_handlers(saved)
-    return returned[0].unwrap()
-
-
-def _abandon(state: Any) -> None:
-    """Close a guest run whose system tasks will not end; trio then resets its state."""
-    gen = getattr(state, "unrolled_run_gen", None)
-    if gen is None:  # pragma: no cover - a trio without this attribute: leave it be
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # "guest run got abandoned"
-        with contextlib.suppress(Exception):
-            gen.close()
-
-
-def _current_handlers() -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore_handlers(saved: dict[int, Any]) -> None:
-    for signum, handler in saved.items():
-        if handler is not None:
-            with contextlib.suppress(ValueError, OSError, TypeError):
-                signal.signal(signum, handler)
-
-
 def stuck_threads(before: Iterable[threading.Thread]) -> list[threading.Thread]:
     """Non-daemon threads alive now that were not alive in ``before``."""
     known = set(before)

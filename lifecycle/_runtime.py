@@ -11,29 +11,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from ._bounded import (
-    ABANDON_GRACE,
-    ABANDONED,
-    ERROR,
-    OK,
-    SKIPPED,
-    TIMEOUT,
-    UNBOUNDED,
-    Deadline,
-    Jobs,
-    Result,
-    now,
-    unwrap,
-)
+from ._backend import now
+from ._bounded import ABANDON_GRACE, UNBOUNDED, Deadline, Jobs, Result, unwrap
 from ._context import current_service
 from ._monitor import Monitor, has_check
 from ._supervised import EXIT_REQUESTS, run_loop, supervised
-from ._work import OwnedThreads, WorkHost, thread_stacks
+from ._work import OwnedThreads, WorkHost
 from .events import Event, ServiceEscalated, ServiceStarting, StageFinished
 from .fallback import Fallback
+from .outcome import Outcome
 from .policy import RestartBudget
 from .report import Attempt, LifecycleReport, StageRecord, StartRecord
 from .service import Service, ServiceState
+from .stacks import thread_stacks
 
 if TYPE_CHECKING:
     from .strategy import Cascades
@@ -138,16 +128,16 @@ class ServiceRuntime:
             self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None,
                                            deadline=cand.start_timeout))
             self.host = WorkHost(self.name, self._task_failed)
-            await self.host.open(self.context)
+            self.host.open(self.context)
             if type(cand).start is Service.start:
-                res = Result(OK, 0.0)  # the inherited no-op
+                res = Result(Outcome.OK, 0.0)  # the inherited no-op
             else:
                 res = await self.core.jobs.run(cand.start, deadline=cand.start_timeout,
                                                context=self.context, label=f"{self.name}.start")
             error = self._explain(res, "start()", cand.start_timeout)
             attempts.append(Attempt(cand.name, res.outcome, res.elapsed, error,
                                     self.core.scrub(res.stack)))
-            if res.outcome == OK:
+            if res.outcome == Outcome.OK:
                 cand.state = ServiceState.RUNNING
                 self.started = True
                 break
@@ -157,9 +147,9 @@ class ServiceRuntime:
             await self._discard(cand)
         if not self.started:
             self.declared.state = ServiceState.FAILED
-        last = attempts[-1] if attempts else Attempt(self.name, SKIPPED, 0.0, "shutdown requested")
+        last = attempts[-1] if attempts else Attempt(self.name, Outcome.SKIPPED, 0.0, "shutdown requested")
         return StartRecord(
-            service=self.name, outcome=OK if self.started else last.outcome,
+            service=self.name, outcome=Outcome.OK if self.started else last.outcome,
             elapsed=now() - began, deadline=self.declared.start_timeout,
             began=began - self.core.origin,
             optional=self.declared.optional, error=None if self.started else last.error,
@@ -176,16 +166,16 @@ class ServiceRuntime:
             self.host = None
 
     def _explain(self, res: Result, what: str, deadline: float) -> str | None:
-        if res.outcome == ERROR:
+        if res.outcome == Outcome.ERROR:
             return self.core.describe(res.error)
-        if res.outcome == TIMEOUT:
+        if res.outcome == Outcome.TIMEOUT:
             return f"{what} did not finish within {deadline:.3g}s"
-        if res.outcome == ABANDONED:
+        if res.outcome == Outcome.ABANDONED:
             if res.interrupted:
                 return (f"{what} ignored cancellation when the shutdown interrupted it after "
                         f"{res.elapsed:.2f}s")
             return f"{what} ignored cancellation after its {deadline:.3g}s deadline"
-        if res.outcome == OK:
+        if res.outcome == Outcome.OK:
             return None
         return self.core.describe(res.error) or f"{what} {res.outcome}"
 
@@ -228,7 +218,7 @@ class ServiceRuntime:
         self.monitor = Monitor(self)
         self._monitor_stop = anyio.Event()
         self._monitor_host = WorkHost(f"{self.name}.monitor", self._task_failed)
-        await self._monitor_host.open(self.context)
+        self._monitor_host.open(self.context)
         self._monitor_host.spawn(self.monitor.run, (), "health")
 
     async def monitor_sleep(self, seconds: float) -> bool:
@@ -264,16 +254,16 @@ class ServiceRuntime:
         """``start()`` after :meth:`stop_for_restart`, then (``work``) run() and loops."""
         svc = self.active
         if self.core.shutdown_requested:
-            return SKIPPED, "shutdown began during the restart"
+            return Outcome.SKIPPED, "shutdown began during the restart"
         svc._announce_stop(False)
         self.threads = OwnedThreads()
         self.closed = False
         svc.state = ServiceState.STARTING
         self.host = WorkHost(self.name, self._task_failed)
-        await self.host.open(self.context)
+        self.host.open(self.context)
         res = await self.core.jobs.run(svc.start, deadline=svc.start_timeout, context=self.context,
                                        label=f"{self.name}.start")
-        if res.outcome != OK:
+        if res.outcome != Outcome.OK:
             error = self._explain(res, "start()", svc.start_timeout)
             svc.state = ServiceState.FAILED
             await self._discard(svc)
@@ -284,7 +274,7 @@ class ServiceRuntime:
             svc._announce_stop()  # started, but the close is next: no work to begin
         elif work:
             self.start_work()
-        return OK, None
+        return Outcome.OK, None
 
     # ----- close ----------------------------------------------------------------------
     def announce(self) -> None:
@@ -313,27 +303,27 @@ class ServiceRuntime:
             wait = min(first, max(deadline.remaining(), 0.0))
             res = await host.close(wait, deadline.grace_after(wait))
             self.host = None
-            if host.spawned or res.outcome != OK:
+            if host.spawned or res.outcome != Outcome.OK:
                 why = None
-                if wait <= 0 and res.outcome != OK and not forced():
+                if wait <= 0 and res.outcome != Outcome.OK and not forced():
                     why = (f"{self.core.describe(res.error)} (cancelled at once: no time left in "
                            "the shutdown budget)")
                 records["tasks"] = self._record("tasks", first, res, why)
         for stage in stages:
             budget = deadline.remaining()
             if self.stopped_for_restart:
-                records[stage.name] = self._record(stage.name, stage.timeout, Result(OK, 0.0),
+                records[stage.name] = self._record(stage.name, stage.timeout, Result(Outcome.OK, 0.0),
                                                    "already stopped for a restart that did not finish")
                 continue
             if forced() or budget <= 0:
                 why = "forced shutdown" if forced() else "no time left in the shutdown budget"
-                records[stage.name] = self._record(stage.name, stage.timeout, Result(SKIPPED, 0.0),
+                records[stage.name] = self._record(stage.name, stage.timeout, Result(Outcome.SKIPPED, 0.0),
                                                    why)
                 continue
             wait = min(stage.timeout, budget)
             method = getattr(svc, stage.name)
             if getattr(method, "__func__", None) is Service.stop:
-                res = Result(OK, 0.0)  # the inherited no-op: nothing to run or bound
+                res = Result(Outcome.OK, 0.0)  # the inherited no-op: nothing to run or bound
             else:
                 res = await self.core.jobs.run(method, deadline=wait, context=self.context,
                                                label=f"{self.name}.{stage.name}",
@@ -344,7 +334,7 @@ class ServiceRuntime:
             own_end = began + sum(s.timeout for s in stages) + (svc.tasks_timeout or 0.0)
             t0 = now()
             alive = await self.threads.join(min(own_end - t0, deadline.remaining()), forced)
-            res = Result(ABANDONED if alive else OK, now() - t0,
+            res = Result(Outcome.ABANDONED if alive else Outcome.OK, now() - t0,
                          stack=thread_stacks(alive) if alive else None)
             why = f"{len(alive)} thread(s) would not end: " + ", ".join(t.name for t in alive)
             records["threads"] = self._record("threads", own_end - began, res, why if alive else None)

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ._bounded import CANCELLED, OK, SKIPPED, now
+from ._backend import now
 from ._supervisor_state import SupervisorState
 from .events import AllStarted, ServiceDegraded, ServiceStarted, ServiceStartFailed
 from .fallback import Fallback
+from .outcome import Outcome
 from .report import StartRecord
 from .service import ServiceState
 
@@ -68,7 +69,7 @@ async def startup_cancelled(sup: Supervisor, records: dict[str, StartRecord]) ->
             continue
         in_flight = rt.declared.state == ServiceState.STARTING or rt.active.state == ServiceState.STARTING
         records[rt.name] = StartRecord(
-            rt.name, CANCELLED if in_flight else SKIPPED, 0.0, rt.declared.start_timeout,
+            rt.name, Outcome.CANCELLED if in_flight else Outcome.SKIPPED, 0.0, rt.declared.start_timeout,
             optional=rt.declared.optional, began=now() - sup.origin,
             error="the supervisor was cancelled during startup" if in_flight
             else "startup was cancelled")
@@ -93,13 +94,13 @@ async def start_one(sup: Supervisor, rt: ServiceRuntime, done: dict[str, anyio.E
             why = (f"dependency {', '.join(map(repr, blocked))} did not start" if blocked
                    else "shutdown requested")
             records[rt.name] = StartRecord(
-                rt.name, SKIPPED, 0.0, rt.declared.start_timeout, optional=rt.declared.optional,
+                rt.name, Outcome.SKIPPED, 0.0, rt.declared.start_timeout, optional=rt.declared.optional,
                 error=why, began=now() - sup.origin)
             return
         rec = await rt.start()
         records[rt.name] = rec
         sup._check_handlers()  # a start may have installed its own signal handlers
-        if rec.outcome == OK:
+        if rec.outcome == Outcome.OK:
             sup.emit(ServiceStarted(rt.name, elapsed=rec.elapsed, winner=rec.winner))
             if rec.degraded:
                 sup.emit(ServiceDegraded(

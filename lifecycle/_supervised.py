@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._bounded import now, unwrap
+from ._backend import now
+from ._bounded import unwrap
 from .events import ServiceRestarting
 from .every import LoopSpec, every
 from .report import RestartRecord

@@ -20,7 +20,6 @@ import os
 import sys
 import sysconfig
 import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -197,13 +196,14 @@ _INTERNAL_CODE = frozenset(
 SUPERVISOR_SITE: Site = ("<lifecycle supervisor>", 0, "supervisor")
 
 
-def capture_origin(owner: str | None, coro: Any = None) -> Origin:
-    """Origin of something created by the caller's caller (used for tasks)."""
+def capture_origin(owner: str | None, coro: Any = None, depth: int = 2) -> Origin:
+    """Origin of something created by the caller's caller (used for tasks); ``depth``
+    counts the frames to skip, this one included."""
     owner = owner if owner is not None else _owner_now()
     code = getattr(coro, "cr_code", None)
     if code is not None and code.co_filename in _INTERNAL_CODE:
         return Origin(owner, SUPERVISOR_SITE, ())
-    site, stack = capture(sys._getframe(2), _INTERNAL_CODE)
+    site, stack = capture(sys._getframe(depth), _INTERNAL_CODE)
     if site is None and not stack:  # the walk reached the supervisor's own machinery
         return Origin(owner, SUPERVISOR_SITE, ())
     return Origin(owner, site, stack)
@@ -298,11 +298,6 @@ def _is_ours(start: object) -> bool:
     return start is _hooked_start
 
 
-def active() -> int:
-    """How many checks are active (0: no hook installed)."""
-    return _active
-
-
 def errors_since(mark: int) -> list[ThreadError]:
     with _lock:
         return [error for seq, error in _errors if seq > mark]
@@ -312,20 +307,3 @@ def dropped_since(mark: int) -> int:
     """Thread exceptions since ``mark`` no longer kept (more than ``MAX_ERRORS``): counted."""
     with _lock:
         return max(0, _error_seq - mark - sum(1 for seq, _ in _errors if seq > mark))
-
-
-def measure_hook_cost(n: int = 10_000) -> float:
-    """Seconds the hook adds to one ``Thread.start`` (times :func:`record_origin`).
-
-    Measured on an unstarted thread, from a call depth like a real ``start()``; the
-    thread start itself (tens of microseconds) is not included.
-    """
-    thread = threading.Thread(target=lambda: None)
-
-    def start_like() -> None:  # the frame _hooked_start would be
-        record_origin(thread)
-
-    began = time.perf_counter()
-    for _ in range(n):
-        start_like()
-    return (time.perf_counter() - began) / n

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import sys
 import threading
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from ._bounded import ABANDONED, CANCELLED, ERROR, OK, Job, Result, coroutine_stack, now
+from ._backend import now
+from ._bounded import Job, Result
+from .outcome import Outcome
+from .stacks import coroutine_stack
 
 
 class WorkHost:
@@ -38,13 +39,9 @@ class WorkHost:
         self._pending: list[tuple[int, Callable[..., Awaitable[Any]], tuple[Any, ...], str]] = []
         self.spawned = 0
 
-    async def open(self, context: contextvars.Context) -> None:
+    def open(self, context: contextvars.Context) -> None:
         """Remember the context; the host task starts with the first spawn (most services
         never spawn anything, and a task per service is most of what a start costs)."""
-        self.bind(context)
-
-    def bind(self, context: contextvars.Context) -> None:
-        """:meth:`open`, for callers that cannot await."""
         self._context = context
 
     async def _host(self) -> None:
@@ -108,7 +105,7 @@ class WorkHost:
         began = now()
         self._closed = True
         if self._job is None or self._release is None:  # nothing was ever spawned
-            return Result(OK, 0.0)
+            return Result(Outcome.OK, 0.0)
         end = began + deadline
         while self._running and not self._interrupted:
             remaining = end - now()
@@ -129,14 +126,15 @@ class WorkHost:
             await self._job.done.wait()
         elapsed = now() - began
         if not self._job.done.is_set():
-            return Result(ABANDONED, elapsed, RuntimeError(f"task(s) ignored cancellation: {names}"),
+            return Result(Outcome.ABANDONED, elapsed, RuntimeError(f"task(s) ignored cancellation: {names}"),
                           stack)
         if stack is not None:
             why = "forced" if self._interrupted else f"still running after {deadline:g}s"
-            return Result(CANCELLED, elapsed, RuntimeError(f"cancelled task(s) {why}: {names}"), stack)
+            error = RuntimeError(f"cancelled task(s) {why}: {names}")
+            return Result(Outcome.CANCELLED, elapsed, error, stack)
         if self._job.error is not None:
-            return Result(ERROR, elapsed, self._job.error)
-        return Result(OK, elapsed)
+            return Result(Outcome.ERROR, elapsed, self._job.error)
+        return Result(Outcome.OK, elapsed)
 
 
 class OwnedThreads:
@@ -197,13 +195,3 @@ class OwnedThreads:
             await anyio.sleep(min(delay, remaining))
             delay = min(delay * 2, 0.05)
         return []
-
-
-def thread_stacks(threads: list[threading.Thread]) -> str:
-    frames = sys._current_frames()
-    parts = []
-    for t in threads:
-        frame = frames.get(t.ident or -1)
-        where = "".join(traceback.format_stack(frame)) if frame is not None else "  (no stack)\n"
-        parts.append(f"thread {t.name}:\n{where}")
-    return "".join(parts)

@@ -18,7 +18,6 @@ timeout, so the stack is in the log before systemd would kill the process.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from . import _backend
 from .events import LoopBlocked
 from .report import BlockedLoop
 from .stacks import Culprit, culprit_of, service_owners
@@ -48,15 +48,12 @@ Poster = Callable[[Callable[[], object]], object]
 
 
 def loop_poster() -> Poster:
-    """A thread-safe ``post(callback)`` into the running loop (asyncio or trio), to call
-    from another thread; it never waits for the callback to run."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return loop.call_soon_threadsafe
+    """A thread-safe ``post(callback)`` into the running loop, to call from another thread;
+    it never waits for the callback to run."""
+    backend = _backend.current()
+    if backend is None:
+        raise RuntimeError("the blocking detector must be started inside a running event loop")
+    return backend.loop_poster()
 
 
 class _Probe:

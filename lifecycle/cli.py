@@ -90,12 +90,6 @@ def _import_file(path: Path) -> object:
     return module
 
 
-def apply_overrides(sup: Supervisor, shutdown_timeout: float | None,
-                    drain_delay: float | None) -> None:
-    """Replace the budget and drain delay, validating again (ConfigError names the offender)."""
-    sup.set_budget(shutdown_timeout=shutdown_timeout, drain_delay=drain_delay)
-
-
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -145,7 +139,7 @@ def parser() -> argparse.ArgumentParser:
 def _build(args: argparse.Namespace) -> Supervisor | None:
     try:
         sup = load(args.target)
-        apply_overrides(sup, args.shutdown_timeout, args.drain_delay)
+        sup.set_budget(shutdown_timeout=args.shutdown_timeout, drain_delay=args.drain_delay)
         return sup
     except ConfigError as exc:
         print(f"lifecycle: configuration error in {args.target}: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from ._bounded import now
+from ._backend import now
 from .errors import ConfigError
 from .every import F, LoopMarker, LoopSpec, mark_loop
 

@@ -11,19 +11,20 @@ attribution hooks in :mod:`lifecycle._threadhook`.
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
 from typing import Any
 
+from lifecycle import _backend
 from lifecycle import _taskhook as taskhook
 from lifecycle import _threadhook as hook
+from lifecycle._backend import Backend
 from lifecycle._leakreport import (
     LeakedTask,
     LeakedThread,
@@ -31,10 +32,9 @@ from lifecycle._leakreport import (
     StackFrame,
     leaked_task,
     leaked_thread,
-    task_name,
 )
-from lifecycle._qualname import frame_qualname
 from lifecycle._threadhook import ThreadError
+from lifecycle.stacks import MAX_FRAMES, coroutine_frames, frame_names, thread_frames
 
 __all__ = [
     "DEFAULT_IGNORE",
@@ -49,9 +49,6 @@ __all__ = [
     "StackFrame",
     "ThreadError",
 ]
-
-MAX_FRAMES = 40  # frames kept of a leaked thread's or task's current stack
-
 
 # -- ignore rules ---------------------------------------------------------------------
 
@@ -79,7 +76,7 @@ class IgnoreFunction:
     name: str
 
     def matches(self, frames: Iterable[FrameType]) -> bool:
-        return any(self.name in _frame_names(frame) for frame in frames)
+        return any(self.name in frame_names(frame) for frame in frames)
 
 
 @dataclass(frozen=True)
@@ -112,7 +109,7 @@ class IgnoreIdle:
         while frame is not None and frame.f_globals.get("__name__") == "threading":
             frame = frame.f_back
         if self.waiting_in:
-            if frame is None or _frame_names(frame)[3] != self.waiting_in:
+            if frame is None or frame_names(frame)[3] != self.waiting_in:
                 return False
             frame = frame.f_back
         return (frame is not None and frame.f_globals.get("__name__") == self.module
@@ -139,42 +136,6 @@ def as_rule(rule: str | re.Pattern[str] | IgnoreRule) -> IgnoreRule:
     if isinstance(rule, (IgnoreName, IgnoreFunction, IgnoreIdle)):
         return rule
     raise TypeError(f"not an ignore rule: {rule!r}")
-
-
-def _frame_names(frame: FrameType) -> tuple[str, ...]:
-    code = frame.f_code
-    qualname = frame_qualname(frame)
-    module = frame.f_globals.get("__name__", "")
-    return code.co_name, qualname, f"{module}.{code.co_name}", f"{module}.{qualname}"
-
-
-# -- stacks ---------------------------------------------------------------------------
-
-
-def _thread_frames(frame: FrameType | None) -> list[FrameType]:
-    frames: list[FrameType] = []
-    while frame is not None and len(frames) < MAX_FRAMES:
-        frames.append(frame)
-        frame = frame.f_back
-    frames.reverse()  # outermost first
-    return frames
-
-
-def _task_frames(coro: Any) -> list[FrameType]:
-    """Follow an awaiting coroutine chain (cr_await / gi_yieldfrom / ag_await) inwards."""
-    frames: list[FrameType] = []
-    while coro is not None and len(frames) < MAX_FRAMES:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        frame = frame or getattr(coro, "ag_frame", None)
-        if frame is None:
-            break
-        frames.append(frame)
-        coro = (
-            getattr(coro, "cr_await", None)
-            or getattr(coro, "gi_yieldfrom", None)
-            or getattr(coro, "ag_await", None)
-        )
-    return frames
 
 
 # -- the check ------------------------------------------------------------------------
@@ -213,8 +174,8 @@ class LeakCheck:
         # plain sets (a WeakSet costs ~0.2 us per member and per lookup); emptied at finish
         self._threads: set[threading.Thread] = set()
         self._tasks: set[Any] = set()
-        self._backend: str | None = None
-        self._hook_key: Any = None
+        self._backend: Backend | None = None
+        self._hook_key: object = None
         self._mark = 0
         self._active = False
         self._report: LeakReport | None = None
@@ -242,10 +203,10 @@ class LeakCheck:
         self._mark = hook.acquire()
         self._active, self._report = True, None
         self._threads = self._snapshot_threads()
-        backend = taskhook.async_backend() if self._check_tasks else None
+        backend = _backend.current() if self._check_tasks else None
         self._backend = backend
         if backend is not None:
-            self._tasks = set(taskhook.all_tasks(backend))
+            self._tasks = set(backend.all_tasks())
             self._hook_key = taskhook.acquire_task_hook(backend)
         return self
 
@@ -298,13 +259,9 @@ class LeakCheck:
             raise AssertionError(self.report.format())
 
     # internals
-    def _sleeper(self) -> Callable[[float], Any] | None:
-        backend = taskhook.async_backend()
-        if backend == "trio":
-            import trio
-
-            return trio.sleep
-        return asyncio.sleep if backend == "asyncio" else None
+    def _sleeper(self) -> Callable[[float], Awaitable[None]] | None:
+        backend = _backend.current()
+        return None if backend is None else backend.sleep
 
     def _limit(self, settle: float | None) -> float:
         if self._report is not None and not self._active:
@@ -340,18 +297,17 @@ class LeakCheck:
                     if not thread.is_alive() or any(
                             r.matches_innermost(thread.name, innermost) for r in self._pools):
                         continue  # an idle pool worker: decided without building its stack
-                    frames = _thread_frames(innermost)
+                    frames = thread_frames(innermost)
                     if not self._ignored(thread.name, frames, True):
                         found.threads.append((thread, frames))
         backend = self._backend
-        if backend is not None and taskhook.async_backend() == backend:
-            me = taskhook.current_task(backend)
-            for task in taskhook.all_tasks(backend):
+        if backend is not None and _backend.current() is backend:
+            me = backend.current_task()
+            for task in backend.all_tasks():
                 if task in self._tasks or task is me:
                     continue
-                coro = task.get_coro() if backend == "asyncio" else task.coro
-                frames = _task_frames(coro)
-                if not self._ignored(task_name(task), frames, False):
+                frames = coroutine_frames(backend.task_coro(task), MAX_FRAMES)
+                if not self._ignored(backend.task_name(task), frames, False):
                     found.tasks.append((task, frames))
         return found
 
@@ -369,6 +325,8 @@ class LeakCheck:
         dropped = hook.dropped_since(self._mark) if self._check_threads else 0
         self._release()
         threads = tuple(leaked_thread(t, frames) for t, frames in found.threads)
-        tasks = tuple(leaked_task(t, frames) for t, frames in found.tasks)
+        backend = self._backend  # found.tasks is empty without one
+        tasks = () if backend is None else tuple(leaked_task(backend, t, frames)
+                                                 for t, frames in found.tasks)
         self._report = LeakReport(threads, tasks, errors, settle, waited, dropped)
         return self._report

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from datetime import datetime, timezone
 from typing import IO, Any
 
 from ._context import current_service
+from ._signals import signal_name
 from .events import Event
 
 __all__ = ["TEXT_FORMAT", "JsonFormatter", "configure", "describe_event", "log_events"]
@@ -106,13 +106,6 @@ def _short(value: Any) -> str:
     return repr(text) if " " in text else text
 
 
-def _signame(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 def _why(error: Any) -> str:
     return f": {error}" if error else ""
 
@@ -141,7 +134,7 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
     elif kind == "ShutdownRequested":
         text = f"shutdown requested: {d['reason']}"
     elif kind == "ShutdownForced":
-        text = "shutdown forced" + (f" by {_signame(d['signal'])}" if d["signal"] else "")
+        text = "shutdown forced" + (f" by {signal_name(d['signal'])}" if d["signal"] else "")
     elif kind == "StageFinished":
         text = (f"{who}.{d['stage']}: {d['outcome']} in {d['elapsed']:.3f}s "
                 f"(deadline {d['deadline']:g}s){_why(d['error'])}")

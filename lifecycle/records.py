@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._bounded import OK
 from ._history import cap_text
+from .outcome import Outcome
 
 #: Size caps of the text kept per record (characters): a deep or chained traceback, an
 #: exception with a megabyte message, or the stacks of many stuck threads stay readable
@@ -53,7 +53,7 @@ class StartRecord:
     @property
     def degraded(self) -> bool:
         """A Fallback runs on a candidate other than its first (its preferred one)."""
-        return self.outcome == OK and bool(self.attempts) and \
+        return self.outcome == Outcome.OK and bool(self.attempts) and \
             self.winner not in (None, self.attempts[0].candidate)
 
 
@@ -73,7 +73,7 @@ class StageRecord:
 
     @property
     def clean(self) -> bool:
-        return self.outcome == OK
+        return self.outcome == Outcome.OK
 
 
 @dataclass

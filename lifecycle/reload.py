@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Final, Literal
 import anyio
 import anyio.abc
 
-from ._bounded import ABANDON_GRACE, CANCELLED, OK, SKIPPED, Result, now
+from ._backend import now
+from ._bounded import ABANDON_GRACE, Result
 from ._work import WorkHost
 from .errors import ConfigError
 from .events import AllStarted, Event, ReloadFinished, ReloadRequested, ServiceReloaded
+from .outcome import Outcome
 from .policy import RestartBudget
 from .report import ReloadRecord
 from .strategy import start_order
@@ -79,7 +81,7 @@ class Reloader:
         if self._host is None:
             self._host = WorkHost("reload", lambda where, exc: self._sup.record_failure(
                 "reload", where, exc))
-            self._host.bind(contextvars.copy_context())
+            self._host.open(contextvars.copy_context())
             self._wake = anyio.Event()
             self._host.spawn(self._serve, (), "reloads")
         assert self._wake is not None
@@ -132,7 +134,7 @@ class Reloader:
         began = now()
         deadline = float(svc.reload_timeout)
         if sup.shutdown_requested or svc.state.value != "running":
-            res = Result(SKIPPED, 0.0)
+            res = Result(Outcome.SKIPPED, 0.0)
             error: str | None = ("shutdown began" if sup.shutdown_requested
                                  else f"service is {svc.state.value}")
         else:
@@ -140,11 +142,11 @@ class Reloader:
                 res = await sup.jobs.run(svc.reload, deadline=deadline, context=rt.context,
                                          label=f"{rt.name}.reload")
             except anyio.get_cancelled_exc_class():
-                self._record(rt, Result(CANCELLED, now() - began), "shutdown began", reason, began)
+                self._record(rt, Result(Outcome.CANCELLED, now() - began), "shutdown began", reason, began)
                 raise
             error = rt._explain(res, "reload()", deadline)
         self._record(rt, res, error, reason, began)
-        if res.outcome in (OK, SKIPPED):
+        if res.outcome in (Outcome.OK, Outcome.SKIPPED):
             return True
         sup.record_failure(rt.name, "reload", res.error or RuntimeError(error or res.outcome),
                            _action(svc.on_reload_failure))

@@ -20,13 +20,13 @@ Exit codes (``report.exit_code``, meant for ``sys.exit``):
 from __future__ import annotations
 
 import enum
-import signal as _signal
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._bounded import ABANDONED, ERROR, OK, SKIPPED, TIMEOUT
 from ._history import KEEP_FIRST, KEEP_LAST, History
+from ._signals import signal_name
+from .outcome import Outcome
 from .records import (
     MAX_MESSAGE,
     MAX_STACK,
@@ -120,7 +120,7 @@ class LifecycleReport:
         """A required start failed. A start cancelled or skipped because shutdown was asked
         for (a signal during startup) is not a failure."""
         return self.startup_cancelled or any(
-            r.outcome in (ERROR, TIMEOUT, ABANDONED) and not r.optional
+            r.outcome in (Outcome.ERROR, Outcome.TIMEOUT, Outcome.ABANDONED) and not r.optional
             for r in self.startup.values())
 
     @property
@@ -154,7 +154,7 @@ class LifecycleReport:
     def ok(self) -> bool:
         """Nothing went wrong at all: clean exit, every start ok, no failure while running."""
         return (self.exit_code == ExitCode.OK and not self.failures
-                and all(r.outcome == OK for r in self.startup.values()))
+                and all(r.outcome == Outcome.OK for r in self.startup.values()))
 
     def stage(self, service: str, stage: str) -> StageRecord:
         return self.shutdown[service][stage]
@@ -199,7 +199,7 @@ class LifecycleReport:
         if self.reason:
             lines.append(f"shutdown reason: {self.reason}")
         if self.forced_by is not None:
-            lines.append(f"shutdown forced by a second {_signame(self.forced_by)}")
+            lines.append(f"shutdown forced by a second {signal_name(self.forced_by)}")
         if self.restart_requested:
             lines.append(f"restart requested: {self.restart_requested}")
         for service, winner in self.degraded.items():
@@ -214,8 +214,8 @@ class LifecycleReport:
             if len(rec.attempts) > 1 or rec.winner:
                 detail = " -> ".join(f"{a.candidate}: {a.outcome}"
                                      + (f" ({a.error})" if a.error else "") for a in rec.attempts)
-            flag = "" if rec.outcome == OK else (" (optional)" if rec.optional else "")
-            rows.append((rec.service, rec.outcome.upper() if rec.outcome != OK else OK,
+            flag = "" if rec.outcome == Outcome.OK else (" (optional)" if rec.optional else "")
+            rows.append((rec.service, rec.outcome if rec.outcome == Outcome.OK else rec.outcome.upper(),
                          f"{rec.elapsed:.2f}s", f"{rec.deadline:g}s", detail + flag))
         lines += _table(rows)
         lines.append(f"\nshutdown ({self.shutdown_elapsed:.2f} s of {self.shutdown_budget:g} s budget)")
@@ -227,7 +227,7 @@ class LifecycleReport:
         lines += _table(rows)
         lines += self._format_running()
         culprits = self.culprits()
-        starts = [r for r in self.startup.values() if r.outcome not in (OK, SKIPPED)]
+        starts = [r for r in self.startup.values() if r.outcome not in (Outcome.OK, Outcome.SKIPPED)]
         if culprits or starts:
             lines.append("\nculprits")
             for s in starts:
@@ -311,13 +311,6 @@ def _verdict(code: int) -> str:
         return ExitCode(code).name.lower().replace("_", " ")
     except ValueError:
         return "unknown"
-
-
-def _signame(signum: int) -> str:
-    try:
-        return _signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _indent(stack: str | None) -> list[str]:

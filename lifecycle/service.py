@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 import anyio
 
-from ._bounded import now
+from ._backend import now
 from .every import LoopSpec, loop_spec
 from .health import Health
 from .policy import RestartPolicy

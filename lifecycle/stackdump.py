@@ -11,7 +11,6 @@ service and its stack. Nothing is cancelled or paused beyond the time the dump t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
@@ -20,10 +19,10 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._bounded import coroutine_frames, format_frames
+from . import _backend
 from ._context import current_service
 from ._threadhook import origin_of
-from .stacks import frame_chain, owner_of, service_owners
+from .stacks import coroutine_frames, format_frames, owner_of, service_owners, thread_frames
 
 if TYPE_CHECKING:
     from .supervisor import Supervisor
@@ -36,35 +35,13 @@ log = logging.getLogger("lifecycle.stackdump")
 DEFAULT_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)
 
 
-def _asyncio_tasks() -> Iterator[tuple[str, Any, Any]]:
-    """(name, coroutine, context or None) of every task of the running loop."""
-    for task in asyncio.all_tasks():
-        context = task.get_context() if hasattr(task, "get_context") else None  # 3.12+
-        yield task.get_name(), task.get_coro(), context
-
-
-def _trio_tasks() -> Iterator[tuple[str, Any, Any]]:
-    import trio
-
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        if task is None:
-            continue
-        yield task.name, task.coro, task.context
-        todo += [child for nursery in task.child_nurseries for child in nursery.child_tasks]
-
-
 def _tasks() -> Iterator[tuple[str, Any, Any]]:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        try:
-            yield from _trio_tasks()
-        except RuntimeError:  # not inside a trio run either
-            return
+    """(name, coroutine, context or None) of every task of the running loop, if any."""
+    backend = _backend.current()
+    if backend is None:
         return
-    yield from _asyncio_tasks()
+    for task in backend.all_tasks():
+        yield backend.task_name(task), backend.task_coro(task), backend.task_context(task)
 
 
 def dump_stacks(owners: dict[int, str] | None = None) -> str:
@@ -84,7 +61,7 @@ def dump_stacks(owners: dict[int, str] | None = None) -> str:
     current = sys._current_frames()
     for ident, frame in sorted(current.items()):
         thread = threads.get(ident)
-        frames = frame_chain(frame)
+        frames = thread_frames(frame, sys.maxsize)
         origin = origin_of(thread) if thread is not None else None
         owner = owner_of(frames, owners) or (origin.owner if origin is not None else None)
         label = thread.name if thread is not None else f"thread {ident}"

@@ -1,10 +1,13 @@
-"""Reading a live stack from outside: which service's code is on it, and at which line.
+"""Stack walking, in one place: where a coroutine, a task or a thread is now, how to show it,
+and which service's code is on it.
 
-Used by the blocking detector (the loop thread's stack, read from its watchdog thread) and
-by the stack dump. The owning service is found in the frames themselves: the innermost
-frame whose ``self`` is one of the supervisor's services (or Fallback candidates). That
-works the same on asyncio and trio and from any thread, where the ``current_service``
-context variable of another thread cannot be read.
+Used by the job runner (the stack of an abandoned hook), the close (threads still running),
+the leak checks (leaked threads and tasks, ignore rules that match a function), the blocking
+detector (the loop thread's stack, read from its watchdog thread) and the stack dump. The
+owning service is found in the frames themselves: the innermost frame whose ``self`` is one
+of the supervisor's services (or Fallback candidates). That works the same on asyncio and
+trio and from any thread, where the ``current_service`` context variable of another thread
+cannot be read.
 """
 
 from __future__ import annotations
@@ -13,16 +16,104 @@ import keyword
 import linecache
 import os
 import re
+import sys
+import threading
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from ._bounded import format_frames
+from ._qualname import frame_qualname
 from ._threadhook import display_path, is_user_file
 from .records import whereabouts
 
-__all__ = ["Culprit", "call_at", "culprit_of", "frame_chain", "owner_of", "service_owners"]
+__all__ = ["MAX_FRAMES", "Culprit", "call_at", "coroutine_frames", "coroutine_stack",
+           "culprit_of", "format_frames", "frame_names", "owner_of", "service_owners",
+           "thread_frames", "thread_stacks"]
+
+#: Frames kept of a leaked thread's or task's current stack.
+MAX_FRAMES = 40
+
+
+def coroutine_frames(coro: object, limit: int = sys.maxsize) -> list[FrameType]:
+    """A suspended coroutine's ``await`` chain (cr_await / gi_yieldfrom / ag_await), outermost
+    first, at most ``limit`` frames."""
+    frames: list[FrameType] = []
+    seen: set[int] = set()
+    obj: Any = coro
+    while obj is not None and id(obj) not in seen and len(frames) < limit:
+        seen.add(id(obj))
+        frame = (getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+                 or getattr(obj, "ag_frame", None))
+        if frame is not None:
+            frames.append(frame)
+        obj = (getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+               or getattr(obj, "ag_await", None))
+    return frames
+
+
+def thread_frames(frame: FrameType | None, limit: int = MAX_FRAMES) -> list[FrameType]:
+    """The stack ending at ``frame`` (a thread's innermost), outermost first, at most
+    ``limit`` frames (the innermost ones)."""
+    frames: list[FrameType] = []
+    while frame is not None and len(frames) < limit:
+        frames.append(frame)
+        frame = frame.f_back
+    frames.reverse()
+    return frames
+
+
+def frame_names(frame: FrameType) -> tuple[str, str, str, str]:
+    """The names a frame answers to: function, qualname, and each with its module."""
+    code = frame.f_code
+    qualname = frame_qualname(frame)
+    module = frame.f_globals.get("__name__", "")
+    return code.co_name, qualname, f"{module}.{code.co_name}", f"{module}.{qualname}"
+
+
+_LIBRARY_PARTS = (f"{os.sep}anyio{os.sep}", f"{os.sep}trio{os.sep}", f"{os.sep}asyncio{os.sep}",
+                  f"{os.sep}lifecycle{os.sep}_")
+
+
+def format_frames(frames: list[FrameType]) -> str:
+    """Format a stack, dropping event-loop plumbing after the user's innermost frame.
+
+    The last library call is kept as one line ("still in anyio.sleep") so the reader sees
+    what the user's code was waiting on without forty lines of trio internals.
+    """
+    keep: list[FrameType] = []
+    tail: FrameType | None = None
+    for frame in frames:
+        if any(part in frame.f_code.co_filename for part in _LIBRARY_PARTS):
+            if tail is None and keep:
+                tail = frame
+            continue
+        keep.append(frame)
+        tail = None
+    summary = traceback.StackSummary.extract((f, f.f_lineno) for f in keep or frames)
+    text = "".join(summary.format())
+    if tail is not None and keep:
+        module = tail.f_globals.get("__name__", "?")
+        text += f"  ... waiting in {module}.{tail.f_code.co_name}\n"
+    return text
+
+
+def coroutine_stack(coro: object) -> str:
+    """Where a suspended coroutine is stuck, formatted (see :func:`format_frames`)."""
+    return format_frames(coroutine_frames(coro))
+
+
+def thread_stacks(threads: list[threading.Thread]) -> str:
+    """Each thread's name and full current stack, for a report."""
+    frames = sys._current_frames()
+    parts = []
+    for t in threads:
+        frame = frames.get(t.ident or -1)
+        where = "".join(traceback.format_stack(frame)) if frame is not None else "  (no stack)\n"
+        parts.append(f"thread {t.name}:\n{where}")
+    return "".join(parts)
+
 
 _LIFECYCLE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -49,16 +140,6 @@ def service_owners(services: Iterable[Any]) -> dict[int, str]:
         for cand in getattr(svc, "candidates", ()):
             owners[id(cand)] = svc.name
     return owners
-
-
-def frame_chain(frame: FrameType | None) -> list[FrameType]:
-    """The frames from ``frame`` outwards, outermost first."""
-    frames: list[FrameType] = []
-    while frame is not None:
-        frames.append(frame)
-        frame = frame.f_back
-    frames.reverse()
-    return frames
 
 
 def owner_of(frames: list[FrameType], owners: dict[int, str]) -> str | None:
@@ -118,7 +199,7 @@ def culprit_of(frame: FrameType | None, owners: dict[int, str]) -> Culprit:
     frame of user code that the loop is running (not the standard library, installed
     packages or lifecycle; lifecycle's own frame when no user code is there) and the call
     made there."""
-    frames = frame_chain(frame)
+    frames = thread_frames(frame, sys.maxsize)
     if not frames:
         return Culprit(None, "?", "?", "")
     stack = format_frames(frames)

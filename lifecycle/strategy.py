@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 
-from ._bounded import ABANDON_GRACE, OK, SKIPPED, now
+from ._backend import now
+from ._bounded import ABANDON_GRACE
 from ._work import WorkHost
 from .errors import ConfigError
 from .events import (
@@ -34,6 +35,7 @@ from .events import (
     ServiceStopped,
 )
 from .graph import levels
+from .outcome import Outcome
 from .report import CascadeRecord, RestartRecord
 from .service import Service, ServiceState
 
@@ -76,7 +78,7 @@ class _Request:
         self.where = where
         self.delay = delay
         self.done = anyio.Event()
-        self.outcome: tuple[str, str | None] = (SKIPPED, "shutdown began during the restart")
+        self.outcome: tuple[str, str | None] = (Outcome.SKIPPED, "shutdown began during the restart")
         self.dropped = False  # the caller stopped waiting (its health monitor was closed)
         self.submitted = now()
 
@@ -163,7 +165,7 @@ class Cascades:
             core = request.rt.core
             self._host = WorkHost("restart-strategy", lambda where, exc: core.record_failure(
                 "restart-strategy", where, exc))
-            await self._host.open(contextvars.copy_context())
+            self._host.open(contextvars.copy_context())
         if self._pending == 0:
             self._idle = anyio.Event()
         self._pending += 1
@@ -174,7 +176,7 @@ class Cascades:
             async with self._guard():
                 again = self._restarted_at.get(request.rt.name, -1.0) >= request.submitted
                 if again:  # a cascade queued before this one restarted it already
-                    request.outcome = (OK, "already restarted with the services it depends on")
+                    request.outcome = (Outcome.OK, "already restarted with the services it depends on")
                 elif not request.dropped and not self._closing:
                     request.outcome = await self._cascade(request)
         finally:
@@ -226,7 +228,7 @@ class Cascades:
         trigger, core = request.rt, request.rt.core
         for rt in reversed(group):
             if self._stopping(trigger):
-                return SKIPPED, "shutdown began during the cascade"
+                return Outcome.SKIPPED, "shutdown began during the cascade"
             if not (rt is trigger and request.where == "health"):
                 await rt.close_monitor()  # the trigger's own monitor is what asked for this
             bad = await rt.stop_for_restart()
@@ -239,7 +241,7 @@ class Cascades:
         started: list[ServiceRuntime] = []
         for rt in group:
             if self._stopping(trigger):
-                return SKIPPED, "shutdown began during the cascade"
+                return Outcome.SKIPPED, "shutdown began during the cascade"
             blocked = [d for d in rt.declared.depends_on if d in failed or d in given_up]
             if rt.name in given_up:
                 rt.active.state = ServiceState.FAILED
@@ -249,7 +251,7 @@ class Cascades:
                 why = f"dependency {', '.join(map(repr, blocked))} did not start again"
                 rt.active.state = ServiceState.FAILED
                 if rt is trigger and request.where == "health":
-                    request.outcome = (SKIPPED, why)  # its monitor decides what follows
+                    request.outcome = (Outcome.SKIPPED, why)  # its monitor decides what follows
                 else:
                     rt.escalate("cascade", RuntimeError(why), why)
                 failed.append(rt.name)
@@ -264,8 +266,8 @@ class Cascades:
                     rt.name, "cascade", core.report.restarts.total(rt.name) + 1,
                     0.0, f"{trigger.name} {request.where} restarted ({self.strategy_of(trigger.name)})",
                     outcome, error, began - core.origin))
-            if outcome != OK:
-                if outcome != SKIPPED and not (rt is trigger and request.where == "health"):
+            if outcome != Outcome.OK:
+                if outcome != Outcome.SKIPPED and not (rt is trigger and request.where == "health"):
                     rt.escalate("cascade", RuntimeError(error or outcome),
                                 f"start after the restart of {trigger.name!r} {outcome}")
                 failed.append(rt.name)
@@ -281,7 +283,7 @@ class Cascades:
                 await rt.start_monitor()
         if failed:
             return "failed", f"did not start again: {', '.join(failed)}"
-        return OK, None
+        return Outcome.OK, None
 
 
 async def _restart_alone(rt: ServiceRuntime, where: str) -> tuple[str, str | None]:
@@ -293,11 +295,11 @@ async def _restart_alone(rt: ServiceRuntime, where: str) -> tuple[str, str | Non
         await rt.close_monitor()
     bad = await rt.stop_for_restart()
     outcome, error = await rt.start_again()
-    if outcome != OK:
-        if not caller_monitors and outcome != SKIPPED:
+    if outcome != Outcome.OK:
+        if not caller_monitors and outcome != Outcome.SKIPPED:
             rt.escalate(where, RuntimeError(error or outcome), f"start after a restart {outcome}")
         return outcome, error
     if not caller_monitors:
         await rt.start_monitor()
     note = ", ".join(f"{r.stage} {r.outcome}" for r in bad)
-    return OK, (f"stop before restart: {note}" if note else None)
+    return Outcome.OK, (f"stop before restart: {note}" if note else None)

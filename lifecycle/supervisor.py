@@ -18,10 +18,11 @@ import anyio.lowlevel
 from anyio import RunFinishedError
 
 from . import redact
-from ._bounded import OK, SKIPPED, Jobs, now, unwrap
+from ._backend import now
+from ._bounded import Jobs, unwrap
 from ._closing import close_all
 from ._declarations import check_leak_option
-from ._runner import console_logging, exit_despite, run_asyncio, run_trio, stuck_threads
+from ._runner import console_logging, exit_despite, run_event_loop, stuck_threads
 from ._runtime import ServiceRuntime
 from ._signals import (
     FORCE_HINT,
@@ -45,6 +46,7 @@ from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import log_events
 from .observe import Observer, attach_observers, blocking_threshold_seconds, signal_observers
+from .outcome import Outcome
 from .reload import Reloader
 from .report import FailureRecord, LifecycleReport
 from .service import Kind, Service, ServiceState, check_kind
@@ -243,7 +245,7 @@ class Supervisor:
         before = threading.enumerate()
         main = partial(self.serve, handle_signals=handle_signals, observers=observers)
         with console_logging():  # the report is shown even when logging is not configured
-            report = run_asyncio(main) if backend == "asyncio" else run_trio(main)
+            report = run_event_loop(backend, main)
         if exit_on_stuck_threads:
             exit_despite(stuck_threads(before), int(report.exit_code))
         return report
@@ -284,7 +286,7 @@ class Supervisor:
             with anyio.CancelScope(shield=True):
                 await close_all(self)
             failed = [r.service for r in self.report.startup.values()
-                      if r.outcome not in (OK, SKIPPED) and not r.optional]
+                      if r.outcome not in (Outcome.OK, Outcome.SKIPPED) and not r.optional]
             culprit = ", ".join(failed) or self.report.reason or "aborted"
             raise StartupError(f"startup of {self.name!r} failed: {culprit}", self.report)
         return self

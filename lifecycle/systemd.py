@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.abc
 
-from ._bounded import ABANDON_GRACE, now
+from ._backend import now
+from ._bounded import ABANDON_GRACE
 from .events import (
     AllStarted,
     Event,

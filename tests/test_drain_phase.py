@@ -6,7 +6,7 @@ import anyio
 import pytest
 
 from lifecycle import Service, Supervisor
-from lifecycle._bounded import now
+from lifecycle._backend import now
 
 
 class Server(Service):

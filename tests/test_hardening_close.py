@@ -10,7 +10,6 @@ import anyio
 import pytest
 
 from lifecycle import Service, Stage, StartupError, Supervisor, every
-from lifecycle import _threadhook as threadhook
 from lifecycle.events import Event
 from lifecycle.supervisor import SupervisorState
 
@@ -156,6 +155,7 @@ async def test_a_failed_startup_does_not_wait_the_drain_delay() -> None:
 
 
 async def test_async_with_cancelled_during_startup_rolls_back_what_started() -> None:
+    original_start = threading.Thread.start
     ready = Ready()
     sup = Supervisor([ready, Slow(start_timeout=60.0)], log_report=False)
     with anyio.move_on_after(0.5):
@@ -164,7 +164,7 @@ async def test_async_with_cancelled_during_startup_rolls_back_what_started() -> 
     assert ready.stopped, "the service that had started was never stopped"
     assert not ready.threads[0].is_alive()
     assert sup.state == SupervisorState.STOPPED
-    assert threadhook.active() == 0, "the Thread.start hook is still installed"
+    assert threading.Thread.start is original_start, "the Thread.start hook is still installed"
     assert sup.report.startup["slow"].outcome == "cancelled"
 
 
@@ -190,6 +190,7 @@ async def test_a_raising_report_details_is_recorded_and_the_close_completes() ->
         def report_details(self) -> dict[str, object]:
             raise ValueError("counter exploded")
 
+    original_start = threading.Thread.start
     events: list[Event] = []
     sup = Supervisor([Detailed(), Ready(name="other")], log_report=False)
     sup.subscribe(events.append)
@@ -198,7 +199,7 @@ async def test_a_raising_report_details_is_recorded_and_the_close_completes() ->
     assert sup.state == SupervisorState.STOPPED
     assert [e.kind for e in events][-1] == "Stopped"
     assert sup.report.leaks is not None, "the leak check did not run"
-    assert threadhook.active() == 0
+    assert threading.Thread.start is original_start, "the Thread.start hook is still installed"
     failure = sup.report.failures[0]
     assert (failure.service, failure.where) == ("detailed", "report_details()")
     assert "counter exploded" in failure.traceback

@@ -9,7 +9,7 @@ import time
 
 import trio
 
-from lifecycle._runner import TEARDOWN_GRACE, run_trio
+from lifecycle._runner import TEARDOWN_GRACE, run_event_loop
 
 
 def test_the_trio_runner_returns_past_a_system_task_stuck_in_a_thread_and_trio_still_works() -> None:
@@ -30,7 +30,7 @@ def test_the_trio_runner_returns_past_a_system_task_stuck_in_a_thread_and_trio_s
 
     began = time.monotonic()
     try:
-        assert run_trio(main) == "report"
+        assert run_event_loop("trio", main) == "report"
         elapsed = time.monotonic() - began
         assert elapsed < 0.05 + TEARDOWN_GRACE + 2.0, f"returned after {elapsed:.2f}s"
         assert trio.run(trio.lowlevel.checkpoint) is None  # the abandoned run released trio's state
@@ -59,6 +59,6 @@ def test_the_trio_runner_returns_at_once_when_nothing_is_stuck() -> None:
         return 7
 
     began = time.monotonic()
-    assert run_trio(main) == 7
+    assert run_event_loop("trio", main) == 7
     assert time.monotonic() - began < TEARDOWN_GRACE + 1.0
 
