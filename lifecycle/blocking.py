@@ -50,7 +50,7 @@ Poster = Callable[[Callable[[], object]], object]
 def loop_poster() -> Poster:
     """A thread-safe ``post(callback)`` into the running loop, to call from another thread;
     it never waits for the callback to run."""
-    backend = _backend.current()
+    backend = _backend.running()
     if backend is None:
         raise RuntimeError("the blocking detector must be started inside a running event loop")
     return backend.loop_poster()

@@ -37,7 +37,7 @@ DEFAULT_SIGNAL: int | None = getattr(signal, "SIGUSR1", None)
 
 def _tasks() -> Iterator[tuple[str, Any, Any]]:
     """(name, coroutine, context or None) of every task of the running loop, if any."""
-    backend = _backend.current()
+    backend = _backend.running()
     if backend is None:
         return
     for task in backend.all_tasks():

@@ -75,6 +75,19 @@ def current() -> Backend | None:
     return _asyncio if asyncio.current_task() is not None else None
 
 
+def running() -> Backend | None:
+    """The backend whose event loop runs on this thread, inside a task or not (a signal
+    handler, a callback), or None."""
+    trio = sys.modules.get("trio")
+    if trio is not None and trio.lowlevel.in_trio_run():
+        return _load_trio()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return _asyncio
+
+
 def named(name: str) -> Backend:
     """The backend called ``name`` (``"asyncio"`` or ``"trio"``)."""
     if name == "asyncio":
