@@ -42,6 +42,9 @@ class Backend(Protocol):
 
     def current_task(self) -> Any: ...
 
+    def in_task(self) -> bool:
+        """Whether the code calling this runs in a task (not a callback or signal handler)."""
+
     def task_coro(self, task: Any) -> Any: ...
 
     def task_name(self, task: Any) -> str: ...
@@ -65,14 +68,8 @@ def _load_trio() -> Backend:
 
 def current() -> Backend | None:
     """The backend running the current task, or None outside any task."""
-    trio = sys.modules.get("trio")
-    if trio is not None and trio.lowlevel.in_trio_task():
-        return _load_trio()
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    return _asyncio if asyncio.current_task() is not None else None
+    backend = running()
+    return backend if backend is not None and backend.in_task() else None
 
 
 def running() -> Backend | None:

@@ -36,6 +36,10 @@ def current_task() -> Any:
     return asyncio.current_task()
 
 
+def in_task() -> bool:
+    return asyncio.current_task() is not None
+
+
 def task_coro(task: Any) -> Any:
     return task.get_coro()
 

@@ -43,6 +43,10 @@ def all_tasks() -> list[Any]:
     return tasks
 
 
+def in_task() -> bool:
+    return bool(trio.lowlevel.in_trio_task())
+
+
 def task_coro(task: Any) -> Any:
     return task.coro
 
