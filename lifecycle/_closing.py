@@ -60,7 +60,7 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
     await sup.cascades.close(deadline.remaining())  # a cascade in flight ends its step
     async with anyio.create_task_group() as tg:
         for rt in sup._runtimes.values():
-            if rt._monitor_host is not None:
+            if rt.monitor_host is not None:
                 tg.start_soon(rt.close_monitor)
     assert sup._forced is not None
     if sup.drain_delay and was_ready:
@@ -69,7 +69,7 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
             await sup._forced.wait()
         sup._draining = False
     for rt in sup._runtimes.values():
-        rt.active._announce_drained()  # wait_drained() returns: the stop stages come next
+        rt.end_drain()  # wait_drained() returns: the stop stages come next
     started = [rt for rt in sup._runtimes.values() if rt.started]
     stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
     async with anyio.create_task_group() as tg:

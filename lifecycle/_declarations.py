@@ -19,7 +19,7 @@ def validate_service(service: Service) -> None:
     """Raise ConfigError naming ``service`` for anything wrong with its declarations."""
     from .stage import check_timeout
 
-    if not hasattr(service, "_stopping"):
+    if not hasattr(service, "_stop_token"):
         raise ConfigError(f"{type(service).__name__} {getattr(service, 'name', '')!r}: its "
                           "__init__ did not call super().__init__()")
     who = f"service {service.name!r}"
@@ -50,8 +50,8 @@ def validate_service(service: Service) -> None:
         raise ConfigError(f"{who}: failure_threshold must be an int >= 1, got {threshold!r}")
     if not isinstance(service.restart, RestartPolicy):
         raise ConfigError(f"{who}: restart must be a RestartPolicy, got {service.restart!r}")
-    if service._is_chain:
-        for candidate in getattr(service, "candidates", ()):
+    if service.members() != (service,):  # a Fallback: its candidates are what runs
+        for candidate in service.members():
             validate_service(candidate)
         return
     for hook in HOOKS:

@@ -15,6 +15,8 @@ from ._backend import now
 from ._bounded import ABANDON_GRACE, UNBOUNDED, Deadline, Jobs, Result, unwrap
 from ._context import current_service
 from ._monitor import Monitor, has_check
+from ._phase import PUBLIC, STAGES_RAN, STARTED, Phase
+from ._stoptoken import Stop, StopToken
 from ._supervised import EXIT_REQUESTS, run_loop, supervised
 from ._work import OwnedThreads, WorkHost
 from .events import Event, ServiceEscalated, ServiceStarting, StageFinished
@@ -27,6 +29,7 @@ from .stacks import thread_stacks
 
 if TYPE_CHECKING:
     from .strategy import Cascades
+    from .supervisor import Supervisor
 
 log = logging.getLogger("lifecycle")
 
@@ -51,29 +54,55 @@ class Core(Protocol):
 
 
 class ServiceRuntime:
-    """One declared service (or Fallback) inside a running supervisor."""
+    """One declared service (or Fallback) inside a running supervisor.
 
-    def __init__(self, declared: Service, core: Core) -> None:
+    Its :class:`~lifecycle._phase.Phase` changes only in :meth:`_enter`, which also sets
+    the public ``Service.state``. Each field's invariant is written next to it.
+    """
+
+    def __init__(self, declared: Service, supervisor: Supervisor) -> None:
         self.name = declared.name
         self.declared = declared
-        self.active = declared
-        self.core = core
+        self.supervisor = supervisor  # what Service.supervisor returns
+        self.core: Core = supervisor  # the same object, seen through what the engine needs
         self.context = contextvars.copy_context()
         self.context.run(current_service.set, self.name)
-        self.host: WorkHost | None = None
-        self.threads = OwnedThreads()
         self.budget = RestartBudget(declared.restart)
-        self.started = False
-        self.closed = False
-        self.stopped_for_restart = False
-        self.monitor: Monitor | None = None
-        self._monitor_host: WorkHost | None = None
-        self._monitor_stop: anyio.Event | None = None  # only for services with a check()
-        self._closing = False
+        self.phase = Phase.NEW  # changed by _enter only (the transitions: lifecycle/_phase.py)
+        # True from a failure (a failed start attempt, a give-up) until the next attempt
+        # begins; while True, Service.state shows FAILED whatever the phase
+        self.failed = False
+        self.active = declared  # the member of the current or last attempt (once started: the winner)
+        self.token = StopToken()  # handed to ``active`` at its attempt: a fresh one for each
+        # not None exactly while an attempt's work may run: from its begin (STARTING or
+        # RESTARTING) through RUNNING until the close wound the tasks down (STOPPING) or
+        # the failed attempt was discarded
+        self.host: WorkHost | None = None
+        self.threads = OwnedThreads()  # a fresh set at each restart; joined by close()
+        self.monitor: Monitor | None = None  # from the first start_monitor(); kept for health()
+        self.monitor_host: WorkHost | None = None  # not None exactly while the monitor runs
+
+    def _enter(self, phase: Phase, *, failed: bool | None = None) -> None:
+        """The one place the phase changes (``failed``: a failure shows, or an attempt
+        begins afresh); sets the public state of the active service (and, when no
+        candidate started, of the declared one)."""
+        self.phase = phase
+        if failed is not None:
+            self.failed = failed
+        state = ServiceState.FAILED if self.failed else PUBLIC[phase]
+        self.active.state = state
+        if phase is Phase.START_FAILED:
+            self.declared.state = state
 
     @property
-    def candidates(self) -> tuple[Service, ...]:
-        return tuple(getattr(self.declared, "candidates", (self.declared,)))
+    def started(self) -> bool:
+        """It started at least once: it is resolved by name, and closed at the end."""
+        return self.phase in STARTED
+
+    @property
+    def serving(self) -> bool:
+        """Started, not given up, and not stopped for a restart: it restarts with its group."""
+        return self.phase in (Phase.RUNNING, Phase.STOPPING, Phase.STOPPED) and not self.failed
 
     def health_view(self) -> dict[str, Any]:
         """This service's part of ``Supervisor.health()``."""
@@ -93,7 +122,7 @@ class ServiceRuntime:
     def spawn_thread(self, target: Callable[..., Any], args: tuple[Any, ...], label: str,
                      daemon: bool) -> threading.Thread:
         return self.threads.start(target, args, f"{self.name}.{label}", daemon, self.context,
-                                  self._task_failed, self.active.shutting_down)
+                                  self._task_failed, self.token.is_set())
 
     def dependency(self, name: str) -> Service:
         return self.core.resolve(name)
@@ -109,44 +138,27 @@ class ServiceRuntime:
 
     def _task_failed(self, where: str, exc: BaseException) -> None:
         if isinstance(unwrap(exc), EXIT_REQUESTS) and not where.startswith("thread "):
-            self._fail(where, unwrap(exc), f"raised {type(unwrap(exc)).__name__}")
+            self.fail(where, unwrap(exc), f"raised {type(unwrap(exc)).__name__}")
             return
         self.core.record_failure(self.name, where, exc)
 
     # ----- start ----------------------------------------------------------------------
     async def start(self) -> StartRecord:
-        """Try each candidate under its own deadline; the first that starts is the service."""
+        """Try each member under its own deadline; the first that starts is the service."""
         began = now()
         attempts: list[Attempt] = []
-        chain = len(self.candidates) > 1 or self.declared is not self.candidates[0]
-        for cand in self.candidates:
+        members = self.declared.members()
+        chain = members != (self.declared,)
+        for cand in members:
             if self.core.shutdown_requested:
                 break
-            cand._rt = self
-            cand.state = ServiceState.STARTING
-            self.active = cand
-            self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None,
-                                           deadline=cand.start_timeout))
-            self.host = WorkHost(self.name, self._task_failed)
-            self.host.open(self.context)
-            if type(cand).start is Service.start:
-                res = Result(Outcome.OK, 0.0)  # the inherited no-op
-            else:
-                res = await self.core.jobs.run(cand.start, deadline=cand.start_timeout,
-                                               context=self.context, label=f"{self.name}.start")
-            error = self._explain(res, "start()", cand.start_timeout)
+            res, error = await self._attempt(cand, Phase.STARTING, chain)
             attempts.append(Attempt(cand.name, res.outcome, res.elapsed, error,
                                     self.core.scrub(res.stack)))
             if res.outcome == Outcome.OK:
-                cand.state = ServiceState.RUNNING
-                self.started = True
                 break
-            cand.state = ServiceState.FAILED
-            log.warning("service %r: candidate %r start %s after %.2fs: %s", self.name, cand.name,
-                        res.outcome, res.elapsed, error)
-            await self._discard(cand)
         if not self.started:
-            self.declared.state = ServiceState.FAILED
+            self._enter(Phase.START_FAILED, failed=True)
         last = attempts[-1] if attempts else Attempt(self.name, Outcome.SKIPPED, 0.0, "shutdown requested")
         return StartRecord(
             service=self.name, outcome=Outcome.OK if self.started else last.outcome,
@@ -157,15 +169,50 @@ class ServiceRuntime:
             winner=self.active.name if self.started and chain else None,
             attempts=attempts if chain else [])
 
-    async def _discard(self, cand: Service) -> None:
-        """A failed attempt: stop what it spawned at once, so the next candidate starts clean."""
-        cand._announce_stop()
+    async def _attempt(self, cand: Service, phase: Phase, chain: bool = False) -> tuple[Result, str | None]:
+        """One start of ``cand`` under its deadline: the first start's (``STARTING``, each
+        member of a chain in turn) or a restart's (``RESTARTING``). It gets a fresh stop
+        token; failed, it shows FAILED and what it spawned is discarded at once."""
+        self.active = cand
+        self.token = StopToken()
+        cand._attempt_begins(self, self.token)
+        self._enter(phase, failed=False)
+        if phase is Phase.STARTING:
+            self.core.emit(ServiceStarting(self.name, candidate=cand.name if chain else None,
+                                           deadline=cand.start_timeout))
+        self.host = WorkHost(self.name, self._task_failed)
+        self.host.open(self.context)
+        if type(cand).start is Service.start:
+            res = Result(Outcome.OK, 0.0)  # the inherited no-op
+        else:
+            res = await self.core.jobs.run(cand.start, deadline=cand.start_timeout,
+                                           context=self.context, label=f"{self.name}.start")
+        error = self.explain(res, "start()", cand.start_timeout)
+        if res.outcome == Outcome.OK:
+            self._enter(Phase.RUNNING)
+            return res, error
+        self._enter(phase, failed=True)
+        if phase is Phase.STARTING:
+            log.warning("service %r: candidate %r start %s after %.2fs: %s", self.name,
+                        cand.name, res.outcome, res.elapsed, error)
+        await self.discard_attempt()
+        return res, error
+
+    async def discard_attempt(self) -> None:
+        """A failed attempt: stop what it spawned at once, so the next one starts clean."""
+        self.token.set(Stop.FOR_GOOD)
         self.threads.announce()
         if self.host is not None:
             await self.host.close(0.0, ABANDON_GRACE)
             self.host = None
 
-    def _explain(self, res: Result, what: str, deadline: float) -> str | None:
+    async def start_cancelled(self) -> None:
+        """Cancelled while this first start was in flight: FAILED, its work cancelled."""
+        self._enter(Phase.STARTING, failed=True)
+        await self.discard_attempt()
+        self._enter(Phase.START_FAILED)
+
+    def explain(self, res: Result, what: str, deadline: float) -> str | None:
         if res.outcome == Outcome.ERROR:
             return self.core.describe(res.error)
         if res.outcome == Outcome.TIMEOUT:
@@ -199,41 +246,46 @@ class ServiceRuntime:
         action = "give_up" if svc.optional or svc.restart.then == "give_up" else "shutdown"
         self.core.report.service_counts(self.name).escalations += 1
         self.core.emit(ServiceEscalated(self.name, where=where, reason=why, action=action))
-        self._fail(where, exc, why, escalate=True)
+        self.fail(where, exc, why, escalate=True)
 
-    def _fail(self, where: str, exc: BaseException, why: str, escalate: bool = False) -> None:
+    def fail(self, where: str, exc: BaseException, why: str, escalate: bool = False) -> None:
+        """A failure that ends this service: give up on it (optional, policy), else shut down."""
         svc = self.active
         give_up = svc.optional or (escalate and svc.restart.then == "give_up")
         action = f"{why}; service FAILED" if give_up else f"{why}; shutting down"
         self.core.record_failure(self.name, where, exc, action)
         if give_up:
-            svc.state = ServiceState.FAILED
+            self.give_up()
         else:
             self.core.request_shutdown(f"{where} of {self.name!r} failed: {why}", failed=True)
+
+    def give_up(self) -> None:
+        """FAILED from now on, in whatever phase (its work is still closed at the end)."""
+        self._enter(self.phase, failed=True)
 
     # ----- health --------------------------------------------------------------------
     async def start_monitor(self) -> None:
         if not has_check(self.active):
             return
         self.monitor = Monitor(self)
-        self._monitor_stop = anyio.Event()
-        self._monitor_host = WorkHost(f"{self.name}.monitor", self._task_failed)
-        self._monitor_host.open(self.context)
-        self._monitor_host.spawn(self.monitor.run, (), "health")
+        self.monitor_host = WorkHost(f"{self.name}.monitor", self._task_failed)
+        self.monitor_host.open(self.context)
+        self.monitor_host.spawn(self.monitor.run, (), "health")
 
     async def monitor_sleep(self, seconds: float) -> bool:
-        """Sleep unless the close began; True when the full time passed."""
-        if self._closing or self._monitor_stop is None:
+        """Sleep unless the service was told to stop; True when the full time passed."""
+        token = self.token  # (a restart, which brings a new one, never happens in a sleep)
+        if token.is_set():
             return False
         with anyio.move_on_after(seconds):
-            await self._monitor_stop.wait()
+            await token.wait()
             return False
         return True
 
     async def close_monitor(self) -> None:
         """First thing at close: no check or recovery may race with the stop stages."""
-        if self._monitor_host is not None:
-            host, self._monitor_host = self._monitor_host, None
+        if self.monitor_host is not None:
+            host, self.monitor_host = self.monitor_host, None
             await host.close(0.0, ABANDON_GRACE)
 
     async def restart(self, where: str = "health") -> tuple[str, str | None]:
@@ -244,56 +296,48 @@ class ServiceRuntime:
     async def stop_for_restart(self) -> list[StageRecord]:
         """Stop owned work and run the stop stages (each under its own deadline); the
         unclean records."""
-        self.active._announce_stop()
+        self.token.set(Stop.RESTART)
         self.threads.announce()
-        stops = await self.close(UNBOUNDED, lambda: self.core.shutdown_requested)
-        self.stopped_for_restart = True
+        stops = await self.close(UNBOUNDED, lambda: self.core.shutdown_requested,
+                                 then=Phase.STOPPED_FOR_RESTART)
         return [r for r in stops.values() if not r.clean]
 
     async def start_again(self, work: bool = True) -> tuple[str, str | None]:
         """``start()`` after :meth:`stop_for_restart`, then (``work``) run() and loops."""
-        svc = self.active
         if self.core.shutdown_requested:
             return Outcome.SKIPPED, "shutdown began during the restart"
-        svc._announce_stop(False)
         self.threads = OwnedThreads()
-        self.closed = False
-        svc.state = ServiceState.STARTING
-        self.host = WorkHost(self.name, self._task_failed)
-        self.host.open(self.context)
-        res = await self.core.jobs.run(svc.start, deadline=svc.start_timeout, context=self.context,
-                                       label=f"{self.name}.start")
+        res, error = await self._attempt(self.active, Phase.RESTARTING)
         if res.outcome != Outcome.OK:
-            error = self._explain(res, "start()", svc.start_timeout)
-            svc.state = ServiceState.FAILED
-            await self._discard(svc)
+            self._enter(Phase.STOPPED_FOR_RESTART)  # (FAILED shows)
             return res.outcome, error
-        self.stopped_for_restart = False
-        svc.state = ServiceState.RUNNING
         if self.core.shutdown_requested:
-            svc._announce_stop()  # started, but the close is next: no work to begin
+            self.token.set(Stop.FOR_GOOD)  # started, but the close is next: no work to begin
         elif work:
             self.start_work()
         return Outcome.OK, None
 
     # ----- close ----------------------------------------------------------------------
     def announce(self) -> None:
-        self._closing = True
-        if self._monitor_stop is not None:
-            self._monitor_stop.set()
-        self.active._announce_stop()
+        """The close begins: the service, its monitor and its threads are told to stop."""
+        self.token.set(Stop.FOR_GOOD)
         self.threads.announce()
 
-    async def close(self, deadline: Deadline, forced: Callable[[], bool]) -> dict[str, StageRecord]:
+    def end_drain(self) -> None:
+        """The drain is over: ``wait_drained()`` returns, the stop stages come next."""
+        self.token.end_drain()
+
+    async def close(self, deadline: Deadline, forced: Callable[[], bool],
+                    then: Phase = Phase.STOPPED) -> dict[str, StageRecord]:
         """Wind down owned work, then run each stop stage; every wait capped by ``deadline``.
 
         What finds no budget left is recorded ``skipped`` (stages) or cancelled without a
         wait (tasks), named, never waited for.
         """
         svc = self.active
-        svc._announce_drained()  # also for a restart, which has no drain
-        if svc.state != ServiceState.FAILED:
-            svc.state = ServiceState.STOPPING
+        self.token.end_drain()  # also for a restart, which has no drain
+        stages_ran = self.phase in STAGES_RAN
+        self._enter(Phase.STOPPING)
         stages = svc.stages()
         began = now()
         records: dict[str, StageRecord] = {}
@@ -311,7 +355,7 @@ class ServiceRuntime:
                 records["tasks"] = self._record("tasks", first, res, why)
         for stage in stages:
             budget = deadline.remaining()
-            if self.stopped_for_restart:
+            if stages_ran:
                 records[stage.name] = self._record(stage.name, stage.timeout, Result(Outcome.OK, 0.0),
                                                    "already stopped for a restart that did not finish")
                 continue
@@ -329,7 +373,7 @@ class ServiceRuntime:
                                                label=f"{self.name}.{stage.name}",
                                                grace=deadline.grace_after(wait))
             records[stage.name] = self._record(stage.name, stage.timeout, res,
-                                               self._explain(res, f"{stage.name}()", wait))
+                                               self.explain(res, f"{stage.name}()", wait))
         if self.threads.items:
             own_end = began + sum(s.timeout for s in stages) + (svc.tasks_timeout or 0.0)
             t0 = now()
@@ -338,9 +382,7 @@ class ServiceRuntime:
                          stack=thread_stacks(alive) if alive else None)
             why = f"{len(alive)} thread(s) would not end: " + ", ".join(t.name for t in alive)
             records["threads"] = self._record("threads", own_end - began, res, why if alive else None)
-        if svc.state != ServiceState.FAILED:
-            svc.state = ServiceState.STOPPED
-        self.closed = True
+        self._enter(then)
         return records
 
     def _record(self, stage: str, deadline: float, res: Result, error: str | None = None) -> StageRecord:

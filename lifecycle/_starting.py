@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ._backend import now
+from ._phase import Phase
 from ._supervisor_state import SupervisorState
 from .events import AllStarted, ServiceDegraded, ServiceStarted, ServiceStartFailed
 from .fallback import Fallback
 from .outcome import Outcome
 from .report import StartRecord
-from .service import ServiceState
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
@@ -67,16 +67,15 @@ async def startup_cancelled(sup: Supervisor, records: dict[str, StartRecord]) ->
     for rt in sup._runtimes.values():
         if rt.name in records:
             continue
-        in_flight = rt.declared.state == ServiceState.STARTING or rt.active.state == ServiceState.STARTING
+        in_flight = rt.phase is Phase.STARTING and not rt.failed  # (not mid-discard)
         records[rt.name] = StartRecord(
             rt.name, Outcome.CANCELLED if in_flight else Outcome.SKIPPED, 0.0, rt.declared.start_timeout,
             optional=rt.declared.optional, began=now() - sup.origin,
             error="the supervisor was cancelled during startup" if in_flight
             else "startup was cancelled")
-        if in_flight and not rt.started:
-            rt.active.state = rt.declared.state = ServiceState.FAILED
+        if in_flight:
             with anyio.CancelScope(shield=True):
-                await rt._discard(rt.active)
+                await rt.start_cancelled()
 
 async def interrupt_starts_on_request(sup: Supervisor) -> None:
     assert sup._requested is not None

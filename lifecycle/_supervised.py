@@ -53,7 +53,7 @@ async def supervised(rt: ServiceRuntime, where: str, body: Callable[[], Awaitabl
             failed = True
             error: BaseException = unwrap(exc)
         if failed and isinstance(error, EXIT_REQUESTS) and not svc.shutting_down:
-            rt._fail(where, error, f"raised {type(error).__name__}: not restarted")
+            rt.fail(where, error, f"raised {type(error).__name__}: not restarted")
             return
         if svc.shutting_down:
             if failed:
@@ -61,7 +61,7 @@ async def supervised(rt: ServiceRuntime, where: str, body: Callable[[], Awaitabl
             return
         if not policy.wants_restart(failed):
             if failed:
-                rt._fail(where, error, "no restart (policy)")
+                rt.fail(where, error, "no restart (policy)")
             elif where == "run" and not svc.optional:
                 rt.core.request_shutdown(f"run() of {rt.name!r} returned")
             return

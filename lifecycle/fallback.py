@@ -48,8 +48,6 @@ class Fallback(Service):
       graceful shutdown whose exit code is 75.
     """
 
-    _is_chain = True
-
     def __init__(self, name: str, *candidates: Service, optional: bool = False,
                  depends_on: tuple[str, ...] | str = (), degraded_ready: bool = True,
                  recheck: float | None = None, on_recovered: str | None = None) -> None:
@@ -88,6 +86,10 @@ class Fallback(Service):
         self.recovered: str | None = None  # the preferred candidate a recheck found answering
         for cand in candidates:
             cand.depends_on = self.depends_on  # a candidate may use any of the chain's deps
+
+    def members(self) -> tuple[Service, ...]:
+        """Its candidates, in order: they carry the stages, loops and run() that get used."""
+        return self.candidates
 
     def stages(self) -> tuple[Stage, ...]:
         """For validation: the longest close among the candidates."""

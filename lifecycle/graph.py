@@ -56,10 +56,8 @@ def validate(services: Sequence[Service], shutdown_timeout: float,
 def _members(service: Service, index: int) -> list[tuple[Service, str]]:
     """The instances a listed service consists of: itself, or a Fallback and its candidates."""
     where = f"services[{index}]"
-    if not getattr(service, "_is_chain", False):
-        return [(service, where)]
-    return [(service, where)] + [(c, f"a candidate of Fallback {service.name!r}")
-                                 for c in getattr(service, "candidates", ())]
+    return [(service, where)] + [(m, f"a candidate of Fallback {service.name!r}")
+                                 for m in service.members() if m is not service]
 
 
 def fit_stages(service: Service, budget: float, listed_as: str | None = None) -> tuple[Stage, ...] | None:
@@ -71,7 +69,7 @@ def fit_stages(service: Service, budget: float, listed_as: str | None = None) ->
     (``Stage(..., default=True)``, and ``Service.stop_timeout`` when not set) shrink in
     proportion to fit what the explicit ones leave.
     """
-    if getattr(service, "_is_chain", False):
+    if service.members() != (service,):
         return None
     declared = service._declared_stages()
     work = [s for s in declared if service.does_work(s) or not s.default]

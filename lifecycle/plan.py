@@ -97,10 +97,6 @@ def _columns(rows: Sequence[tuple[str, ...]]) -> list[str]:
             for r in rows]
 
 
-def _members(svc: Service) -> tuple[Service, ...]:
-    return tuple(getattr(svc, "candidates", (svc,)))
-
-
 def _reserved(member: Service) -> list[tuple[str, float]]:
     # the inherited no-op stop() takes no time (unless stop_timeout was set: see fit_stages)
     return [(s.name, float(s.timeout) if member.does_work(s) or not s.default else 0.0)
@@ -109,9 +105,9 @@ def _reserved(member: Service) -> list[tuple[str, float]]:
 
 def _stop_stages(svc: Service) -> list[tuple[str, float]]:
     """The close of ``svc`` (a Fallback's: its longest-closing candidate's)."""
-    owner = max(_members(svc), key=lambda m: sum(t for _, t in _reserved(m)))
+    owner = max(svc.members(), key=lambda m: sum(t for _, t in _reserved(m)))
     stages = _reserved(owner)
-    members = _members(svc)
+    members = svc.members()
     if any(m.has_run or m.loops or m.tasks_timeout is not None for m in members):
         # run()/loops get tasks_timeout, or else the first stage's time
         stages.insert(0, ("tasks", max(m.tasks_deadline() for m in members)))
@@ -121,7 +117,7 @@ def _stop_stages(svc: Service) -> list[tuple[str, float]]:
 def _shrunk(svc: Service, budget: float) -> str | None:
     """A note when default stage deadlines were shrunk to fit the budget."""
     changes = []
-    for member in _members(svc):
+    for member in svc.members():
         declared = {s.name: s.timeout for s in member._declared_stages()}
         for stage in member.stages():
             if stage.timeout < declared.get(stage.name, stage.timeout) and member.does_work(stage):
@@ -146,8 +142,8 @@ def plan_of(sup: Supervisor) -> Plan:
         ready[name] = (ready[prior] if prior else 0.0) + float(svc.start_timeout)
     start = [StartStep(name, level_of[name], float(svc.start_timeout), bool(svc.optional),
                        list(svc.depends_on),
-                       [(c.name, float(c.start_timeout)) for c in _members(svc)]
-                       if getattr(svc, "_is_chain", False) else [],
+                       [(c.name, float(c.start_timeout)) for c in svc.members()]
+                       if svc.members() != (svc,) else [],
                        ready[name]) for name, svc in by_name.items()]
     start.sort(key=lambda s: (s.level, list(by_name).index(s.service)))
 

@@ -144,7 +144,7 @@ class Reloader:
             except anyio.get_cancelled_exc_class():
                 self._record(rt, Result(Outcome.CANCELLED, now() - began), "shutdown began", reason, began)
                 raise
-            error = rt._explain(res, "reload()", deadline)
+            error = rt.explain(res, "reload()", deadline)
         self._record(rt, res, error, reason, began)
         if res.outcome in (Outcome.OK, Outcome.SKIPPED):
             return True

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 import anyio
 
 from ._backend import now
+from ._stoptoken import StopToken
 from .every import LoopSpec, loop_spec
 from .health import Health
 from .policy import RestartPolicy
@@ -75,8 +76,6 @@ class Service:
     #: The stages after fitting them into a supervisor's budget (set by its validation).
     _fitted_stages: tuple[Stage, ...] | None = None
     _loops: ClassVar[dict[str, LoopSpec]] = {}
-    #: True for Fallback: its candidates carry the stages, loops and run() that get used.
-    _is_chain: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,12 +109,11 @@ class Service:
         for attr, value in overrides.items():
             if value is not None:
                 setattr(self, attr, value)
-        self.state = ServiceState.NEW
+        self.state = ServiceState.NEW  # written by its runtime's phase changes only
+        # the runtime of the current start attempt, and that attempt's stop token (set by
+        # _attempt_begins only): None and an unset token until a supervisor starts it
         self._rt: ServiceRuntime | None = None
-        self._stop: anyio.Event | None = None  # made on first wait: most services never wait
-        self._stopping = False
-        self._drained: anyio.Event | None = None  # made on first wait_drained()
-        self._drain_over = False
+        self._stop_token = StopToken()
         self._logger: logging.Logger | None = None
 
     def __repr__(self) -> str:
@@ -148,6 +146,10 @@ class Service:
         return {}
 
     # ----- declarations the supervisor reads -------------------------------------------
+    def members(self) -> tuple[Service, ...]:
+        """The services this declaration consists of: itself (a Fallback: its candidates)."""
+        return (self,)
+
     def stages(self) -> tuple[Stage, ...]:
         """The close plan of this service: its ``stop_stages``, or one ``stop`` stage, with
         default deadlines shrunk to fit the supervisor's budget (see :func:`fit_stages`)."""
@@ -196,59 +198,31 @@ class Service:
     @property
     def shutting_down(self) -> bool:
         """True once shutdown was announced: loops should finish their iteration and return."""
-        return self._stopping
-
-    def _stop_event(self) -> anyio.Event:
-        if self._stop is None:
-            self._stop = anyio.Event()
-            if self._stopping:
-                self._stop.set()
-        return self._stop
-
-    def _announce_stop(self, stopping: bool = True) -> None:
-        """Shutdown begins for this service (or, with False, it is started afresh)."""
-        self._stopping = stopping
-        if stopping and self._stop is not None:
-            self._stop.set()
-        elif not stopping:
-            self._stop = None
-            self._drained, self._drain_over = None, False
-
-    def _announce_drained(self) -> None:
-        """The drain is over (or there was none): this service's stop stages come next."""
-        self._drain_over = True
-        if self._drained is not None:
-            self._drained.set()
+        return self._stop_token.is_set()
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep, waking at once on shutdown. True when the full time passed.
 
         Use as ``while await self.sleep(5): ...``.
         """
-        if self._stopping:
+        if self._stop_token.is_set():
             await anyio.lowlevel.checkpoint()
             return False
-        event = self._stop_event()
         with anyio.move_on_after(seconds):
-            await event.wait()
+            await self._stop_token.wait()
             return False
         return True
 
     async def wait_shutdown(self) -> None:
         """Wait until shutdown is announced: the start of the drain, when readiness turns
         false. Loops and pollers stop here; servers should use :meth:`wait_drained`."""
-        await self._stop_event().wait()
+        await self._stop_token.wait()
 
     async def wait_drained(self) -> None:
         """Wait until the drain is over: ``drain_delay`` after shutdown was announced, right
         before this service's tasks and stop stages are wound down. A server that serves
         until this returns keeps answering while load balancers take the process out."""
-        if self._drain_over:
-            await anyio.lowlevel.checkpoint()
-            return
-        if self._drained is None:
-            self._drained = anyio.Event()
-        await self._drained.wait()
+        await self._stop_token.wait_drained()
 
     async def ticks(self, interval: float, *, immediate: bool = False) -> AsyncIterator[int]:
         """Yield 0, 1, 2, ... every ``interval`` seconds (fixed rate) until shutdown begins.
@@ -317,11 +291,18 @@ class Service:
     @property
     def supervisor(self) -> Supervisor:
         """The supervisor running this service (for health servers, notifiers, ...)."""
-        return self._runtime("supervisor").core  # type: ignore[return-value]
+        return self._runtime("supervisor").supervisor
 
     def request_shutdown(self, reason: str = "requested by service") -> None:
         """Ask the supervisor to shut the whole app down."""
         self._runtime("request_shutdown()").request_shutdown(f"{self.name}: {reason}")
+
+    # ----- the supervisor's side ---------------------------------------------------------
+    def _attempt_begins(self, runtime: ServiceRuntime, token: StopToken) -> None:
+        """A start attempt of this service begins: its helpers now go to ``runtime``, and
+        ``token`` says when it is told to stop (a restart brings a fresh one)."""
+        self._rt = runtime
+        self._stop_token = token
 
     def _runtime(self, what: str) -> ServiceRuntime:
         if self._rt is None:

@@ -22,11 +22,14 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._qualname import frame_qualname
 from ._threadhook import display_path, is_user_file
 from .records import whereabouts
+
+if TYPE_CHECKING:
+    from .service import Service
 
 __all__ = ["MAX_FRAMES", "Culprit", "call_at", "coroutine_frames", "coroutine_stack",
            "culprit_of", "format_frames", "frame_names", "owner_of", "service_owners",
@@ -132,13 +135,14 @@ class Culprit:
         return whereabouts(self.service, self.where, self.call)
 
 
-def service_owners(services: Iterable[Any]) -> dict[int, str]:
-    """``id(object) -> service name`` for every service and Fallback candidate."""
+def service_owners(services: Iterable[Service]) -> dict[int, str]:
+    """``id(object) -> service name`` for every service and its members (a Fallback's
+    candidates)."""
     owners: dict[int, str] = {}
     for svc in services:
         owners[id(svc)] = svc.name
-        for cand in getattr(svc, "candidates", ()):
-            owners[id(cand)] = svc.name
+        for member in svc.members():
+            owners[id(member)] = svc.name
     return owners
 
 

@@ -37,7 +37,7 @@ from .events import (
 from .graph import levels
 from .outcome import Outcome
 from .report import CascadeRecord, RestartRecord
-from .service import Service, ServiceState
+from .service import Service
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
@@ -107,11 +107,7 @@ class Cascades:
     def group(self, rt: ServiceRuntime) -> list[ServiceRuntime]:
         """``rt`` and the running services that restart with it, in start order."""
         names = group_of(rt.name, self.strategy_of(rt.name), self._by_name, self._order)
-        return [self._runtimes[n] for n in names if n == rt.name or self._running(self._runtimes[n])]
-
-    @staticmethod
-    def _running(rt: ServiceRuntime) -> bool:
-        return rt.started and not rt.stopped_for_restart and rt.active.state != ServiceState.FAILED
+        return [self._runtimes[n] for n in names if n == rt.name or self._runtimes[n].serving]
 
     def cascades(self, rt: ServiceRuntime) -> bool:
         return len(self.group(rt)) > 1
@@ -244,12 +240,12 @@ class Cascades:
                 return Outcome.SKIPPED, "shutdown began during the cascade"
             blocked = [d for d in rt.declared.depends_on if d in failed or d in given_up]
             if rt.name in given_up:
-                rt.active.state = ServiceState.FAILED
+                rt.give_up()
                 failed.append(rt.name)
                 continue
             if blocked:
                 why = f"dependency {', '.join(map(repr, blocked))} did not start again"
-                rt.active.state = ServiceState.FAILED
+                rt.give_up()
                 if rt is trigger and request.where == "health":
                     request.outcome = (Outcome.SKIPPED, why)  # its monitor decides what follows
                 else:

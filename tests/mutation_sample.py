@@ -108,7 +108,7 @@ MUTANTS = [
            "delay = policy.delay(streak - 1)", "delay = policy.delay(streak)"),
     Mutant("monitors-first", "lifecycle/_closing.py",
            "health monitors closed after the stop stages, not before",
-           "            if rt._monitor_host is not None:\n"
+           "            if rt.monitor_host is not None:\n"
            "                tg.start_soon(rt.close_monitor)\n",
            "            pass\n"),
     Mutant("zero-budget", "lifecycle/_runtime.py", "a stage runs with a spent budget",

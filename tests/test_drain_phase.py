@@ -7,6 +7,7 @@ import pytest
 
 from lifecycle import Service, Supervisor
 from lifecycle._backend import now
+from lifecycle._stoptoken import Stop, StopToken
 
 
 class Server(Service):
@@ -55,11 +56,12 @@ async def test_wait_drained_returns_at_once_when_there_is_no_drain() -> None:
 @pytest.mark.anyio
 async def test_wait_drained_is_fresh_after_a_restart() -> None:
     server = Server()
-    server._announce_stop()
-    server._announce_drained()
+    first = server._stop_token  # what a start attempt hands it; stopped for a restart, drained:
+    first.set(Stop.RESTART)
+    first.end_drain()
     with anyio.fail_after(1):
         await server.wait_drained()
-    server._announce_stop(False)  # started afresh: the next drain is a new one
+    server._stop_token = StopToken()  # the restart's attempt brings a fresh token: a new drain
     with anyio.move_on_after(0.05) as scope:
         await server.wait_drained()
     assert scope.cancelled_caught

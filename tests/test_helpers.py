@@ -8,6 +8,7 @@ import anyio
 import pytest
 
 from lifecycle import RestartPolicy, Service, ServiceState, Supervisor, every
+from lifecycle._stoptoken import Stop
 from lifecycle.events import Event
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +69,7 @@ async def test_ticks_are_fixed_rate_and_skip_missed_slots() -> None:
 async def test_sleep_and_ticks_before_and_after_shutdown() -> None:
     svc = Service(name="plain")
     assert await svc.sleep(0.001) is True
-    svc._announce_stop()
+    svc._stop_token.set(Stop.FOR_GOOD)  # what the close does to a service's stop token
     assert svc.shutting_down
     assert await svc.sleep(3600) is False
     assert [n async for n in svc.ticks(3600)] == []
