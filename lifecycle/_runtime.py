@@ -15,7 +15,7 @@ from ._backend import now
 from ._bounded import ABANDON_GRACE, UNBOUNDED, Deadline, Jobs, Result, unwrap
 from ._context import current_service
 from ._monitor import Monitor, has_check
-from ._phase import PUBLIC, STAGES_RAN, STARTED, Phase
+from ._phase import NEXT, PUBLIC, STAGES_RAN, STARTED, Phase
 from ._stoptoken import Stop, StopToken
 from ._supervised import EXIT_REQUESTS, run_loop, supervised
 from ._work import OwnedThreads, WorkHost
@@ -86,6 +86,7 @@ class ServiceRuntime:
         """The one place the phase changes (``failed``: a failure shows, or an attempt
         begins afresh); sets the public state of the active service (and, when no
         candidate started, of the declared one)."""
+        assert phase is self.phase or phase in NEXT[self.phase], (self.name, self.phase, phase)
         self.phase = phase
         if failed is not None:
             self.failed = failed
