@@ -27,6 +27,10 @@ def validate_service(service: Service) -> None:
         raise ConfigError(f"{type(service).__name__} has an empty name")
     if not all(isinstance(d, str) and d for d in service.depends_on):
         raise ConfigError(f"{who}: depends_on must hold service names, got {service.depends_on!r}")
+    members = getattr(service, "members", None)
+    if "members" in vars(service) or not inspect.ismethod(members):
+        raise ConfigError(f"{who}: 'members' is Service.members() (the services it consists "
+                          "of): give your attribute another name")
     if service.name in service.depends_on:
         raise ConfigError(f"{who} depends on itself")
     for attr in ("start_timeout", "stop_timeout", "check_interval", "check_timeout",

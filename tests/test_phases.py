@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from lifecycle import Fallback, RestartPolicy, Service, StartupError, Supervisor
+from lifecycle import ConfigError, Fallback, RestartPolicy, Service, StartupError, Supervisor
 from lifecycle._phase import NEXT, Phase
 from lifecycle._runtime import ServiceRuntime
 from lifecycle._stoptoken import Stop, StopToken
@@ -192,3 +192,13 @@ def test_members_are_the_service_itself_or_a_chains_candidates() -> None:
     assert chain.members() == (first, second)
     assert service_owners([plain, chain]) == {id(plain): "plain", id(chain): "db",
                                               id(first): "db", id(second): "db"}
+
+
+def test_a_service_that_uses_the_name_members_for_something_else_is_a_config_error() -> None:
+    class Room(Service):
+        def __init__(self) -> None:
+            super().__init__(name="room")
+            self.members = ["ann", "bob"]  # type: ignore[method-assign,assignment]  # the point
+
+    with pytest.raises(ConfigError, match=r"'room': 'members' is Service\.members"):
+        Supervisor([Room()])
