@@ -62,12 +62,12 @@ class ServiceRuntime:
 
     def __init__(self, declared: Service, supervisor: Supervisor) -> None:
         self.name = declared.name
-        self.declared = declared
+        self.declared = declared  # as listed: a Service, or a Fallback whose members are tried
         self.supervisor = supervisor  # what Service.supervisor returns
         self.core: Core = supervisor  # the same object, seen through what the engine needs
-        self.context = contextvars.copy_context()
+        self.context = contextvars.copy_context()  # every hook and task of it runs in this
         self.context.run(current_service.set, self.name)
-        self.budget = RestartBudget(declared.restart)
+        self.budget = RestartBudget(declared.restart)  # shared by restarts and recoveries
         self.phase = Phase.NEW  # changed by _enter only (the transitions: lifecycle/_phase.py)
         # True from a failure (a failed start attempt, a give-up) until the next attempt
         # begins; while True, Service.state shows FAILED whatever the phase
@@ -102,7 +102,8 @@ class ServiceRuntime:
 
     @property
     def serving(self) -> bool:
-        """Started, not given up, and not stopped for a restart: it restarts with its group."""
+        """Started, not given up, not stopped for a restart (a stop under way still counts):
+        it restarts with its group."""
         return self.phase in (Phase.RUNNING, Phase.STOPPING, Phase.STOPPED) and not self.failed
 
     def health_view(self) -> dict[str, Any]:
