@@ -43,8 +43,8 @@ within this machine's noise (the reference itself varied 56-83 MB/s between runs
 """
 
 SUBJECTS = {
-    "spill": "`Spool(dir).append(lines)` for each chunk of 5,000 lines; MB/s of line "
-             "protocol stored.",
+    "spill": "`Spool(dir).append_batches([Batch.of_lines(lines)])` for each chunk of 5,000 "
+             "lines; MB/s of line protocol stored.",
     "read back (no network)": "`peek(5000)` then `settle(chunk.id)` until empty.",
     "replay into VictoriaMetrics": "`InfluxWriter(url, spool_path=dir)` started on that "
                                    "spool (rows of an earlier run); clock until every "
@@ -61,14 +61,14 @@ def _sizes(size: Size) -> tuple[int, int]:
 
 def _fill(directory: str, lines: list[bytes]) -> float:
     """Append ``lines`` in chunks; seconds taken."""
-    from lifecycle.adapters.spool import Spool
+    from lifecycle.adapters.spool import Batch, Spool
 
     spool = Spool(directory, max_bytes=4 * 2**30, chunk_points=BATCH, origin="earlier-run")
     spool.open()
     try:
         with Clock() as clock:
             for i in range(0, len(lines), BATCH):
-                result = spool.append(lines[i:i + BATCH])
+                result = spool.append_batches([Batch.of_lines(lines[i:i + BATCH])])
                 if not result.ok:
                     raise RuntimeError(f"spool refused lines: {result}")
     finally:

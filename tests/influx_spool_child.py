@@ -14,7 +14,7 @@ import time
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
 
-from lifecycle.adapters.spool import Spool
+from lifecycle.adapters.spool import Batch, Spool
 
 BATCH = 2000
 
@@ -28,7 +28,7 @@ def run_spool(directory: str) -> None:
     base = time.time_ns()
     done = 0
     while True:
-        result = spool.append([line("spool", done + k, base) for k in range(BATCH)])
+        result = spool.append_batches([Batch.of_lines([line("spool", done + k, base) for k in range(BATCH)])])
         assert result.ok, result
         done += BATCH
         print(f"committed {done}", flush=True)

@@ -31,7 +31,7 @@ def test_files_are_private_even_with_a_loose_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         with Spool(directory) as spool:
-            assert spool.append(lines(10)).ok
+            assert spool.append_batches([Batch.of_lines(lines(10))]).ok
             assert mode(directory) == 0o700
             files = [spool.path, Path(f"{spool.path}-wal"), Path(f"{spool.path}-shm")]
             for path in files:
@@ -43,14 +43,14 @@ def test_files_are_private_even_with_a_loose_umask(tmp_path: Path) -> None:
 
 def test_replays_oldest_first_and_deletes_only_on_settle(tmp_path: Path) -> None:
     with Spool(tmp_path, chunk_points=100) as spool:
-        assert spool.append(lines(250)).ok  # three rows: 100, 100, 50
-        assert spool.append(lines(10, start=250)).ok
+        assert spool.append_batches([Batch.of_lines(lines(250))]).ok  # three rows: 100, 100, 50
+        assert spool.append_batches([Batch.of_lines(lines(10, start=250))]).ok
         chunks = spool.peek(max_points=200)
         assert [c.points for c in chunks] == [100, 100]
         assert chunks[0].lines[0] == b"m,tag=t v=0i 0"
         assert chunks[1].lines[-1] == b"m,tag=t v=199i 199"
         assert spool.peek(max_points=1)[0].points == 100  # at least one chunk, never split
-        spool.ack([chunks[0].id])
+        spool.settle(chunks[0].id)
         spool.settle(chunks[1].id, remaining=chunks[1].lines[60:])  # 60 delivered
         rest = [line for c in spool.peek(10_000) for line in c.lines]
         assert rest == lines(100, start=160)
@@ -86,7 +86,7 @@ def test_replay_reads_after_an_id_and_settles_without_an_fsync(tmp_path: Path) -
 
 def test_settle_moves_rejected_lines_to_dead_letters(tmp_path: Path) -> None:
     with Spool(tmp_path) as spool:
-        spool.append(lines(5), origin="earlier")
+        spool.append_batches([Batch.of_lines(lines(5))], origin="earlier")
         chunk = spool.peek(100)[0]
         bad = Rejected(chunk.lines[2:3], 400, "unable to parse")
         spool.settle(chunk.id, remaining=chunk.lines[3:], rejected=[bad])
@@ -108,18 +108,18 @@ def test_full_is_a_state_with_counted_refusals_not_an_exception(tmp_path: Path) 
     size = len(b"\n".join(batch))
     with Spool(tmp_path, max_bytes=size * 3) as spool:
         for _ in range(3):
-            assert spool.append(batch).ok
+            assert spool.append_batches([Batch.of_lines(batch)]).ok
         assert spool.state is SpoolState.FULL
-        refused = [spool.append(batch) for _ in range(50)]
+        refused = [spool.append_batches([Batch.of_lines(batch)]) for _ in range(50)]
         assert all(r.stored == 0 and r.refused == 100 and r.reason == "full" for r in refused)
         stats = spool.stats()
         assert stats.refused == 5000
         assert stats.refused_reasons == {"full": 5000}
         assert stats.points == 300
         for chunk in spool.peek(200):
-            spool.ack([chunk.id])
+            spool.settle(chunk.id)
         assert spool.state is SpoolState.OK
-        assert spool.append(batch).ok
+        assert spool.append_batches([Batch.of_lines(batch)]).ok
 
 
 def test_disk_full_is_reported_as_full(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_disk_full_is_reported_as_full(tmp_path: Path) -> None:
         assert spool._db is not None
         pages = spool._db.execute("PRAGMA page_count").fetchone()[0]
         spool._db.execute(f"PRAGMA max_page_count={pages + 2}")  # a disk with ~8 KiB free
-        result = spool.append([b"x" * 1000] * 100)
+        result = spool.append_batches([Batch.of_lines([b"x" * 1000] * 100)])
         assert (result.stored, result.reason) == (0, "disk_full")
         assert spool.state is SpoolState.FULL
         assert spool.stats().points == 0
@@ -146,12 +146,12 @@ def test_fsync_policy_is_explicit(tmp_path: Path) -> None:
 
 def test_one_owner_per_directory_and_contents_survive_reopen(tmp_path: Path) -> None:
     first = Spool(tmp_path, origin="a").open()
-    first.append(lines(7))
+    first.append_batches([Batch.of_lines(lines(7))])
     with pytest.raises(SpoolLockedError):
         Spool(tmp_path).open()
     first.close()
     with Spool(tmp_path, origin="b") as second:
-        second.append(lines(3))
+        second.append_batches([Batch.of_lines(lines(3))])
         assert second.points_by_origin() == {"a": 7, "b": 3}
 
 
@@ -159,7 +159,7 @@ def test_thread_safe_appends(tmp_path: Path) -> None:
     with Spool(tmp_path, synchronous="normal") as spool:
         def worker(k: int) -> None:
             for j in range(20):
-                assert spool.append(lines(50, start=(k * 20 + j) * 50)).ok
+                assert spool.append_batches([Batch.of_lines(lines(50, start=(k * 20 + j) * 50))]).ok
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
         for t in threads:
@@ -198,6 +198,6 @@ def test_closed_spool_refuses(tmp_path: Path) -> None:
     spool = Spool(tmp_path).open()
     spool.close()
     assert spool.state is SpoolState.CLOSED
-    assert spool.append(lines(2)).reason == "closed"
+    assert spool.append_batches([Batch.of_lines(lines(2))]).reason == "closed"
     with pytest.raises(RuntimeError, match="not open"):
         spool.peek(1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lifecycle.adapters.spool import Spool
+from lifecycle.adapters.spool import Batch, Spool
 
 ROWS, PER_ROW = 20, 500
 
@@ -20,7 +20,7 @@ def filled(directory: Path) -> Spool:
     spool = Spool(directory, chunk_points=PER_ROW, origin="earlier").open()
     for r in range(ROWS):
         lines = [b"m,row=%d value=%di %d" % (r, i, r * PER_ROW + i) for i in range(PER_ROW)]
-        assert spool.append(lines).ok
+        assert spool.append_batches([Batch.of_lines(lines)]).ok
     spool.close()
     return spool
 
@@ -60,7 +60,8 @@ def test_a_damaged_page_loses_only_its_rows_and_says_how_many_points(
         assert found.lost_rows == lost // PER_ROW
         assert f"{lost} point(s)" in caplog.text
         quarantined_once(spool, caplog)
-        assert spool.append([b"m v=1i 1"]).ok and stored(spool) == kept + 1  # works on
+        assert spool.append_batches([Batch.of_lines([b"m v=1i 1"])]).ok  # works on
+        assert stored(spool) == kept + 1
 
 
 def test_a_truncated_file_is_quarantined_with_what_could_be_read(
@@ -88,7 +89,7 @@ def test_a_file_with_a_wrong_header_is_quarantined_not_retried(
         assert "cannot be read" in found.describe()
         moved = quarantined_once(spool, caplog)
         assert moved.read_bytes().startswith(b"this is not SQLite")  # kept for an expert
-        assert spool.append([b"m v=1i 1"]).ok
+        assert spool.append_batches([Batch.of_lines([b"m v=1i 1"])]).ok
 
 
 def test_a_torn_last_write_loses_that_commit_whole_and_nothing_before(tmp_path: Path) -> None:
@@ -97,9 +98,10 @@ def test_a_torn_last_write_loses_that_commit_whole_and_nothing_before(tmp_path: 
     spool = Spool(tmp_path / "live", chunk_points=PER_ROW, synchronous="full").open()
     wal = Path(f"{spool.path}-wal")
     for r in range(3):
-        assert spool.append([b"m,row=%d v=%di %d" % (r, i, i) for i in range(PER_ROW)]).ok
+        row = [b"m,row=%d v=%di %d" % (r, i, i) for i in range(PER_ROW)]
+        assert spool.append_batches([Batch.of_lines(row)]).ok
     before = wal.stat().st_size
-    assert spool.append([b"m,row=3 v=%di %d" % (i, i) for i in range(PER_ROW)]).ok
+    assert spool.append_batches([Batch.of_lines([b"m,row=3 v=%di %d" % (i, i) for i in range(PER_ROW)])]).ok
     after = wal.stat().st_size
     crashed = tmp_path / "crashed"
     crashed.mkdir(mode=0o700)
@@ -120,8 +122,8 @@ def test_damage_found_while_the_spool_is_open_is_quarantined_on_the_next_read(
     caplog.set_level(logging.ERROR)
     with Spool(tmp_path, chunk_points=PER_ROW) as spool:
         for r in range(120):
-            assert spool.append([b"m,row=%d value=%di %d" % (r, i, r * PER_ROW + i)
-                                 for i in range(PER_ROW)]).ok
+            assert spool.append_batches([Batch.of_lines([b"m,row=%d value=%di %d" % (r, i, r * PER_ROW + i)
+                                 for i in range(PER_ROW)])]).ok
         assert spool._db is not None
         spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         data = spool.path.read_bytes()

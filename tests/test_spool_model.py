@@ -28,7 +28,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from lifecycle.adapters.spool import Rejected, Spool, SpoolChunk
+from lifecycle.adapters.spool import Batch, Rejected, Spool, SpoolChunk
 
 CHUNK = 7  # lines per row: appends span several rows
 
@@ -58,7 +58,7 @@ class SpoolMachine(RuleBasedStateMachine):
         lines = [b"m v=%di %d" % (i, i) for i in range(self.next_line, self.next_line + n)]
         self.next_line += n
         before = self._wal().stat().st_size
-        assert self.spool.append(lines).ok
+        assert self.spool.append_batches([Batch.of_lines(lines)]).ok
         self.queue.extend(lines)
         self.last_append = (before, self._wal().stat().st_size, lines)
 

@@ -199,17 +199,11 @@ class Spool:
             return {origin: int(n) for origin, n in rows}
 
     # ----- writing ----------------------------------------------------------------------
-    def append(self, lines: Sequence[bytes] | Batch, *, origin: str | None = None
-               ) -> AppendResult:
-        """Store ``lines`` (oldest first) in one transaction: all of them, or none.
-
-        Refused (not raised) when the byte cap is reached or the disk is full.
-        """
-        return self._insert("queue", [as_batch(lines)], origin, None)
-
     def append_batches(self, batches: Sequence[Batch], *, origin: str | None = None
                        ) -> AppendResult:
-        """:meth:`append` for lines already joined into batches (no copy)."""
+        """Store the lines of ``batches`` (oldest first, no copy) in one transaction: all of
+        them, or none. Refused (not raised) when the byte cap is reached or the disk is full.
+        """
         return self._insert("queue", batches, origin, None)
 
     def dead_letter(self, lines: Sequence[bytes] | Batch, *, status: int, reason: str,
@@ -356,11 +350,6 @@ class Spool:
             self._freed(sum(p.freed for p in rows.values()))
             log.info("spool %s: %d replayed row(s) deleted now that the disk has room",
                      self.path, len(rows))
-
-    def ack(self, ids: Iterable[int]) -> None:
-        """Delete whole chunks the server accepted."""
-        for cid in ids:
-            self.settle(cid)
 
     # ----- dead letters -----------------------------------------------------------------
     @salvaging

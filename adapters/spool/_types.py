@@ -28,7 +28,7 @@ class SpoolLockedError(RuntimeError):
 
 @dataclass(frozen=True)
 class AppendResult:
-    """What happened to the lines handed to :meth:`Spool.append`: all stored or none."""
+    """What happened to the lines handed to :meth:`Spool.append_batches`: all stored or none."""
 
     stored: int
     refused: int = 0
