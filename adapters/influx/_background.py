@@ -20,21 +20,21 @@ from ._barrier import Tickets
 from ._buffer import LineBuffer
 from ._delivery import Deliverer, Flight
 from ._http import Outcome, Poster
+from ._lanes import LanePolicy
 from ._ledger import SpoolLedger
 from ._replay import Replayer
+from ._settings import InfluxSettings
 from ._stats import Counters
 
 
 class Background:
     """Mixed into the writer; the attributes below are set by its constructor."""
 
-    batch_size: int
-    flush_interval: float
-    commit_interval: float
-    max_in_flight: int
+    settings: InfluxSettings
     _c: Counters
     _buf: LineBuffer
     _deliverer: Deliverer
+    _lanes: LanePolicy
     _ledger: SpoolLedger
     _replayer: Replayer
     _tickets: Tickets
@@ -47,49 +47,41 @@ class Background:
 
     async def _send_loop(self, lane: int) -> None:
         """One of ``max_in_flight`` senders, so that the next batch goes out while the server
-        works on the one before. Lane 0 also ships offline (to the spool) and replays the
-        spool when no live batch is out; the others only ship while the breaker is closed."""
+        works on the one before: take what the lane policy says is due, ship it (or replay
+        the spool), else wait until it is time to look again or a write wakes the lane."""
         while True:
-            did = False
-            online = self._poster is not None and self._deliverer.breaker.allow()
-            size = self._deliverer.sizer.current if online else self.batch_size
-            if not self._disk and self._live_due(size) and (
-                    lane == 0 or (online and not self._replaying and self._window() > lane)):
+            size = self._lanes.take(lane, waiting=len(self._buf), first_at=self._buf.first_at,
+                                    connected=self._poster is not None,
+                                    replaying=self._replaying)
+            if size:
                 await self._ship(self._buf.take(size))
-                did = True
-            if lane == 0 and not self._in_flight and self._poster is not None \
-                    and self._replayer.due():
-                self._replaying = True
-                try:
-                    did = await self._replayer.run(
-                        self._window, lambda: self._disk
-                        or not self._live_due(self._deliverer.sizer.current)) or did
-                finally:
-                    self._replaying = False
-            if not did:
-                wake = self._wake
-                assert wake is not None
-                with anyio.move_on_after(self._idle_time(lane)):
-                    await wake.wait()
-                if self._wake is wake:
-                    self._wake = anyio.Event()
+            replayed = await self._replay() if self._lanes.replays(lane) else False
+            if not size and not replayed:
+                await self._idle(lane)
 
-    def _window(self) -> int:
-        """Requests that may be out at once: one probe while the breaker is half-open."""
-        return self.max_in_flight if self._deliverer.breaker.state == "closed" else 1
+    async def _replay(self) -> bool:
+        """Replay the spool while no live batch is out; True when there was something."""
+        if self._in_flight or self._poster is None or not self._replayer.due():
+            return False
+        self._replaying = True
+        try:
+            return await self._replayer.run(
+                self._lanes.window,
+                lambda: not self._lanes.replay_yields(len(self._buf), self._buf.first_at))
+        finally:
+            self._replaying = False
 
-    def _live_due(self, size: int) -> bool:
-        """A full batch is waiting, or the oldest waiting line has waited long enough."""
-        return bool(self._buf) and (len(self._buf) >= size or time.monotonic()
-                                    - self._buf.first_at >= self.flush_interval)
-
-    def _idle_time(self, lane: int) -> float:
-        waits = [self.flush_interval]
-        if self._buf:
-            waits.append(self._buf.first_at + self.flush_interval - time.monotonic())
-        if lane == 0 and self._ledger.backlog and self._poster is not None:
-            waits.append(max(self._deliverer.breaker.wait(), self._replayer.at - time.monotonic()))
-        return max(0.001, min(waits))
+    async def _idle(self, lane: int) -> None:
+        wake = self._wake
+        assert wake is not None
+        replay_at = (self._replayer.at if self._ledger.backlog and self._poster is not None
+                     else None)
+        with anyio.move_on_after(self._lanes.idle(lane, waiting=len(self._buf),
+                                                  first_at=self._buf.first_at,
+                                                  replay_at=replay_at)):
+            await wake.wait()
+        if self._wake is wake:
+            self._wake = anyio.Event()
 
     async def _commit_loop(self) -> None:
         """Disk mode: group commits of the buffer to the spool, ``commit_interval`` after
@@ -98,8 +90,8 @@ class Background:
         while True:
             assert self._spill_wake is not None
             wake = self._spill_wake
-            due = self._buf.first_at + self.commit_interval - time.monotonic()
-            if not self._buf or (due > 0 and len(self._buf) < self.batch_size):
+            due = self._buf.first_at + self.settings.commit_interval - time.monotonic()
+            if not self._buf or (due > 0 and len(self._buf) < self.settings.batch_size):
                 with anyio.move_on_after(due if self._buf else math.inf):
                     await wake.wait()
                 if self._spill_wake is wake:
@@ -160,7 +152,7 @@ class Background:
             self._in_flight -= 1
 
     async def _ship_one(self, batch: Batch) -> None:
-        if self._poster is None or not self._deliverer.breaker.allow():
+        if not self._lanes.online(self._poster is not None):
             await self._spill_batches([batch])
         else:
             with self._buf.holding(batch):

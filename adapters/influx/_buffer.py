@@ -170,11 +170,20 @@ class LineBuffer:
         spiller's target: one trip to disk per wake, however fast points come in)."""
         if not self.points:
             return 0
-        n = self.points + self.held_points - self.max_points // 2
-        over = self.bytes + self.held_bytes - self.max_bytes // 2
-        if over > 0:
+        return min(max(self.lines_over(self.max_points // 2, self.max_bytes // 2), 0),
+                   self.points)
+
+    def lines_over(self, max_points: int, max_bytes: int, points: int = 0, size: int = 0
+                   ) -> int:
+        """How many of the oldest waiting lines to shed so that what is held, plus
+        ``points`` more lines of ``size`` bytes, fits ``max_points`` and ``max_bytes`` (the
+        byte excess turned into lines at the waiting lines' average size); 0 or less when
+        it fits already."""
+        n = self.points + self.held_points + points - max_points
+        over = self.bytes + self.held_bytes + size - max_bytes
+        if over > 0 and self.bytes:
             n = max(n, -(-over * self.points // self.bytes))
-        return min(max(n, 0), self.points)
+        return n
 
 
 def admit(buf: LineBuffer, batches: list[Batch], when_full: str, batch_size: int, *,
@@ -215,8 +224,5 @@ def make_room(buf: LineBuffer, when_full: str, batch_size: int, points: int = 0,
         if when_full == "spool":
             spill(buf.take(batch_size))
             continue
-        excess = max(buf.points + buf.held_points + points - buf.max_points, 1)
-        over = buf.bytes + buf.held_bytes + size - buf.max_bytes
-        if over > 0:
-            excess = max(excess, -(-over * buf.points // buf.bytes))
-        drop(buf.take(excess).count)
+        excess = buf.lines_over(buf.max_points, buf.max_bytes, points, size)
+        drop(buf.take(max(excess, 1)).count)

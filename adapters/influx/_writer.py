@@ -18,12 +18,12 @@ import os
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from lifecycle import ConfigError, Health, Service, Stage
+from lifecycle import ConfigError, Health, Service
 from lifecycle.redact import mask_url, scrub
 
 from ..spool import Batch, Spool, Synchronous
@@ -32,26 +32,22 @@ from ._barrier import Tickets
 from ._buffer import LineBuffer, admit
 from ._delivery import Deliverer
 from ._http import Poster
+from ._lanes import LanePolicy
 from ._ledger import SpoolLedger
 from ._lines import LineEncoder, Record
 from ._policy import BatchSizer, CircuitBreaker, RetryPolicy
 from ._replay import Replayer
+from ._settings import Durability, InfluxSettings, WhenFull
 from ._stats import Counters, InfluxStats
 
 __all__ = ["InfluxStats", "InfluxWriter", "PointsDroppedError", "WriterClosedError"]
 
-WhenFull = Literal["spool", "drop_oldest", "drop_newest"]
-Durability = Literal["memory", "disk"]
 FLUSH_MARGIN = 0.25  # seconds the flush stage leaves of its deadline
 log = logging.getLogger("lifecycle.adapters.influx")
 
 
 class WriterClosedError(RuntimeError):
     """``write()`` after the writer's stop began: the points were not accepted."""
-
-
-def _stage(name: str, timeout: float | None, default: float) -> Stage:
-    return Stage(name, default, default=True) if timeout is None else Stage(name, timeout)
 
 
 class PointsDroppedError(RuntimeError):
@@ -66,11 +62,10 @@ class InfluxWriter(Background, Service):
     a later run that has a server configured.
     """
 
-    stop_stages = (Stage("accept", 1.0, default=True), Stage("flush", 5.0, default=True),
-                   Stage("spool", 2.0, default=True), Stage("close", 3.0, default=True))
+    stop_stages = InfluxSettings().stop_stages()
 
     def __init__(self, url: str | None, token: str | None = None, org: str | None = None,
-                 bucket: str | None = None, *,
+                 bucket: str | None = None, *, settings: InfluxSettings | None = None,
                  spool_path: str | os.PathLike[str] | None = None,
                  batch_size: int = 5000, flush_interval: float = 1.0,
                  max_buffer_points: int = 100_000, max_buffer_bytes: int = 32 * 2**20,
@@ -84,57 +79,38 @@ class InfluxWriter(Background, Service):
                  spool_timeout: float | None = None, close_timeout: float | None = None,
                  durability: Durability = "disk", commit_interval: float = 0.05,
                  **service_kwargs: Any) -> None:
+        given = locals()  # the knobs, by the names InfluxSettings gives them
+        keywords = {knob: given[knob] for knob in InfluxSettings.knobs()}
         super().__init__(**service_kwargs)
-        if durability not in ("memory", "disk"):
-            raise ConfigError(f"InfluxWriter {self.name!r}: durability={durability!r} is not "
-                              "'memory' or 'disk'")
-        if not 0 < commit_interval <= 60:
-            raise ConfigError(f"InfluxWriter {self.name!r}: commit_interval must be in "
-                              f"(0, 60] seconds, got {commit_interval!r}")
-        self.durability: Durability = durability
-        self.commit_interval = float(commit_interval)
-        self._disk = durability == "disk"
-        self._tickets = Tickets()
+        try:
+            s = self.settings = InfluxSettings.resolve(settings, keywords)
+        except ConfigError as exc:
+            raise ConfigError(f"InfluxWriter {self.name!r}: {exc}") from None
         self.url = url or None
         if self.url and not bucket:
             raise ConfigError(f"InfluxWriter {self.name!r}: a bucket is required with a url")
-        if when_full not in ("spool", "drop_oldest", "drop_newest"):
-            raise ConfigError(f"InfluxWriter {self.name!r}: when_full={when_full!r} is not one "
-                              "of 'spool', 'drop_oldest', 'drop_newest'")
-        if max_in_flight < 1:
-            raise ConfigError(f"InfluxWriter {self.name!r}: max_in_flight must be at least 1")
-        if batch_size < 1 or max_buffer_points < batch_size or max_buffer_bytes < 1:
-            raise ConfigError(f"InfluxWriter {self.name!r}: needs 1 <= batch_size <= "
-                              "max_buffer_points and a positive max_buffer_bytes")
         self._token = token or None
         self.org = org
         self.bucket = bucket
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.max_buffer_points = max_buffer_points
-        self.max_buffer_bytes = max_buffer_bytes
-        self.when_full: WhenFull = when_full
-        self.timeout = timeout
-        self.max_in_flight = max_in_flight
-        self.connect_timeout = connect_timeout
+        self._disk = s.disk
+        self._tickets = Tickets()
         # deadlines not given are defaults: they shrink to fit a smaller shutdown budget
-        self.stop_stages = (Stage("accept", 1.0, default=True),
-                            _stage("flush", flush_timeout, 5.0), _stage("spool", spool_timeout, 2.0),
-                            _stage("close", close_timeout, 3.0))
+        self.stop_stages = s.stop_stages()
         self._origin = uuid.uuid4().hex
-        path = Path(spool_path) if spool_path is not None else Path("var/spool") / self.name
+        path = Path(s.spool_path) if s.spool_path is not None else Path("var/spool") / self.name
         self._c = Counters()
-        try:
-            self.spool_store = Spool(path, max_bytes=spool_max_bytes, synchronous=spool_fsync,
-                                     chunk_points=batch_size, origin=self._origin)
-            self._encoder = LineEncoder(precision, chunk=batch_size)
-            retry = RetryPolicy(max_attempts, retry_backoff[0], retry_backoff[1], retry_jitter)
-            breaker = CircuitBreaker(breaker_threshold, *breaker_reset)
-        except ValueError as exc:
-            raise ConfigError(f"InfluxWriter {self.name!r}: {exc}") from None
-        self._deliverer = Deliverer(self._post, retry, breaker, BatchSizer(batch_size),
-                                    lambda: self._c.add(retried=1))
-        self._buf = LineBuffer(max_buffer_points, max_buffer_bytes)
+        self.spool_store = Spool(path, max_bytes=s.spool_max_bytes, synchronous=s.spool_fsync,
+                                 chunk_points=s.batch_size, origin=self._origin)
+        self._encoder = LineEncoder(s.precision, chunk=s.batch_size)
+        breaker = CircuitBreaker(s.breaker_threshold, *s.breaker_reset)
+        sizer = BatchSizer(s.batch_size)
+        self._deliverer = Deliverer(
+            self._post, RetryPolicy(s.max_attempts, *s.retry_backoff, s.retry_jitter), breaker,
+            sizer, lambda: self._c.add(retried=1))
+        self._lanes = LanePolicy(breaker, sizer, batch_size=s.batch_size,
+                                 flush_interval=s.flush_interval,
+                                 max_in_flight=s.max_in_flight, from_buffer=not s.disk)
+        self._buf = LineBuffer(s.max_buffer_points, s.max_buffer_bytes)
         self._ledger = SpoolLedger(self.spool_store, self._c, self._origin)
         self._replayer = Replayer(self.name, self._ledger, self._deliverer, self._buf)
         self._ledger.name = self.name
@@ -208,10 +184,10 @@ class InfluxWriter(Background, Service):
             raise WriterClosedError(f"InfluxWriter {self.name!r} is stopping: {n} point(s) "
                                     "refused (counted as rejected)")
         self._c.add(accepted=n, buffered=n)
-        kept = admit(self._buf, batches, self.when_full, self.batch_size,
+        kept = admit(self._buf, batches, self.settings.when_full, self.settings.batch_size,
                      spill=lambda batch: self._ledger.spill(batch, reopen=self._accepting),
                      drop=lambda k: self._c.drop(k, "buffer_full"))
-        if len(self._buf) >= self._deliverer.sizer.current and self._wake is not None:
+        if self._lanes.full_batch(len(self._buf)) and self._wake is not None:
             self._wake.set()
         if self._spill_wake is not None and (self._disk or self._buf.high_water()):
             self._spill_wake.set()
@@ -232,7 +208,8 @@ class InfluxWriter(Background, Service):
         await anyio.to_thread.run_sync(self._ledger.open)
         if self.url is not None and self.bucket is not None:
             self._poster = Poster(self.url, self._token, self.org, self.bucket,
-                                  timeout=self.timeout, connect_timeout=self.connect_timeout)
+                                  timeout=self.settings.timeout,
+                                  connect_timeout=self.settings.connect_timeout)
         else:
             log.warning("%s: no InfluxDB url configured: spool-only mode (points are kept in "
                         "%s for a later run)", self.name, self.spool_store.directory)
@@ -242,7 +219,7 @@ class InfluxWriter(Background, Service):
         as shutdown is announced, so the stop stages own the final flush."""
         self._in_flight = 0
         async with anyio.create_task_group() as tg:
-            for lane in range(self.max_in_flight):
+            for lane in range(self.settings.max_in_flight):
                 tg.start_soon(self._send_loop, lane)
             tg.start_soon(self._commit_loop if self._disk else self._spill_loop)
             await self.wait_shutdown()
@@ -269,7 +246,7 @@ class InfluxWriter(Background, Service):
         little less than ``timeout``, or ``flush_timeout``) and commits the rest to the
         spool; disk mode commits the buffer at once. Also stage 2 of the stop: there, disk
         mode then replays the spool while the server answers."""
-        limit = self.stages()[1].timeout if timeout is None else timeout
+        limit = self.flush_deadline if timeout is None else timeout
         budget = max(0.0, limit - FLUSH_MARGIN)
         with anyio.move_on_after(math.inf if timeout is None else timeout):
             if not self._disk:
@@ -284,14 +261,20 @@ class InfluxWriter(Background, Service):
             if self._disk and not self._accepting:
                 with anyio.move_on_after(budget):
                     while self._poster is not None and self._replayer.due():
-                        await self._replayer.run(self._window, lambda: True)
+                        await self._replayer.run(self._lanes.window, lambda: True)
             return True
         return False
 
+    @property
+    def flush_deadline(self) -> float:
+        """Seconds the flush stage has: ``flush_timeout``, or the default 5 s as shrunk to
+        fit the supervisor's shutdown budget."""
+        return next(stage.timeout for stage in self.stages() if stage.name == "flush")
+
     async def _send_buffer(self) -> None:
         """Deliver the buffer while the server answers; the unsent rest stays in it."""
-        while self._buf and self._poster is not None and self._deliverer.breaker.allow():
-            batch = self._buf.take(self._deliverer.sizer.current)
+        while self._buf and self._lanes.online(self._poster is not None):
+            batch = self._buf.take(self._lanes.batch(online=True))
             with self._buf.holding(batch), self._tickets.ticket():
                 if not await self._send_live(batch, keep_rest=True):
                     break
