@@ -2,8 +2,12 @@
 
 Why separate from the service: this is the part with the policy decisions (what is
 retried, what is dead-lettered, when to give up), and it has no business knowing about
-buffers, spools or the lifecycle. It reports progress on a :class:`Flight` after every
-answer, so a caller that is cancelled mid-way knows exactly which lines are resolved.
+buffers, the spool's storage or the lifecycle. It imports two plain values from the spool
+package, ``Batch`` (the lines of a request) and ``Rejected`` (lines refused for good, with
+the server's answer), because that package, at the bottom, is where the types shared by
+the writer and its spool live; never ``Spool`` itself. It reports progress on a
+:class:`Flight` after every answer, so a caller that is cancelled mid-way knows exactly
+which lines are resolved.
 """
 
 from __future__ import annotations
