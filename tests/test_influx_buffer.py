@@ -120,3 +120,14 @@ async def test_half_open_breaker_lets_one_probe_out_not_two() -> None:
     assert sorted(results) == [False, True]
     assert sorted(f.pending.count for f in flights) == [0, 5]
     assert breaker.state == "closed"
+
+
+def test_the_lines_to_shed_count_the_byte_excess_at_the_average_line_size() -> None:
+    buf = LineBuffer(max_points=100, max_bytes=2000)
+    buf.add(Batch.of_lines([b"x" * 99] * 10))  # 10 lines of 100 bytes waiting
+    buf.hold(Batch.of_lines([b"y" * 99] * 5))  # and 5 held: 15 lines, 1,500 bytes
+    assert buf.lines_over(100, 10**6) == -85  # fits, 85 lines to spare
+    assert buf.lines_over(12, 10**6) == 3
+    assert buf.lines_over(100, 1000, size=250) == 8  # 750 bytes over: 7.5 lines, rounded up
+    assert buf.lines_over(100, 1000, points=95, size=250) == 10  # the points are further over
+    assert buf.above_half() == 5  # 500 bytes above half of 2,000
