@@ -26,7 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
-from lifecycle import ConfigError, Service
+from lifecycle import Service
+from lifecycle.adapters._listen import cannot_listen, check_port, local_url
 
 __all__ = ["HealthServer"]
 
@@ -46,10 +47,8 @@ class HealthServer(Service):
     def __init__(self, host: str = "0.0.0.0", port: int = 8080, *, access_log: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(f"HealthServer {self.name!r}: port must be 0..65535, got {port!r}")
+        self.requested_port = check_port(port, f"HealthServer {self.name!r}")
         self.host = host
-        self.requested_port = port
         self.port: int | None = None
         self.access_log = access_log
         self._runner: web.AppRunner | None = None
@@ -60,11 +59,7 @@ class HealthServer(Service):
     @property
     def url(self) -> str | None:
         """``http://host:port`` once started (``0.0.0.0`` shown as ``127.0.0.1``)."""
-        if self.port is None:
-            return None
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        return local_url(self.host, self.port)
 
     async def start(self) -> None:
         try:
@@ -85,8 +80,7 @@ class HealthServer(Service):
             try:
                 await site.start()
             except OSError as exc:
-                raise OSError(exc.errno, f"cannot listen on {self.host}:{self.requested_port}: "
-                                         f"{exc.strerror or exc}") from exc
+                raise cannot_listen(exc, self.host, self.requested_port) from exc
             self.port = int(runner.addresses[0][1])
         except BaseException:
             await runner.cleanup()

@@ -28,6 +28,7 @@ import anyio
 
 from lifecycle import ConfigError, Service, Stage
 
+from .._listen import cannot_listen, check_port, local_url
 from .probes import probe_routes
 
 POLL = 0.02  # seconds between looks at a server's connection table (servers offer no event)
@@ -69,7 +70,7 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
     try:
         sock = socket.create_server((host, port), family=family, backlog=backlog)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise cannot_listen(exc, host, port) from None
     sock.setblocking(False)
     return sock
 
@@ -88,12 +89,10 @@ class WebService(Service):
                  lifespan_timeout: float = 5.0, backlog: int = 1024, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         who = f"{type(self).__name__} {self.name!r}"
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ConfigError(f"{who}: port must be 0..65535, got {port!r}")
+        self.requested_port = check_port(port, who)
         if not isinstance(host, str) or not host:
             raise ConfigError(f"{who}: host must be a non-empty string, got {host!r}")
         self.host = host
-        self.requested_port = port
         self.port: int | None = None
         probe_routes(probes)  # validated now: a bad probe table is a ConfigError
         self.probes = probes
@@ -110,10 +109,7 @@ class WebService(Service):
     @property
     def url(self) -> str | None:
         """``http://host:port`` once started (a wildcard host shown as loopback)."""
-        if self.port is None:
-            return None
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        return local_url(self.host, self.port)
 
     def _make_backend(self) -> Backend:
         raise NotImplementedError
