@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ._types import SpoolLockedError, Synchronous
@@ -81,6 +81,19 @@ def connect(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
     return db
 
 
+@contextlib.contextmanager
+def atomic(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The block as one ``BEGIN IMMEDIATE … COMMIT``; rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+
+
 def transaction(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], object], *,
                 relax: bool = False) -> str | None:
     """``body(db)`` in BEGIN IMMEDIATE/COMMIT (``relax``: without an fsync, for a commit
@@ -90,14 +103,8 @@ def transaction(db: sqlite3.Connection, body: Callable[[sqlite3.Connection], obj
         if relax:
             db.execute("PRAGMA synchronous=NORMAL")
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with atomic(db):
                 body(db)
-                db.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                raise
         finally:
             if relax:
                 db.execute("PRAGMA synchronous=FULL")

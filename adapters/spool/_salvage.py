@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from ._files import connect
+from ._files import atomic, connect
 from ._types import Synchronous
 from ._unsettled import Unsettled
 
@@ -258,19 +258,13 @@ def rebuild(db: sqlite3.Connection, moved: Path, reason: str, queue: TableScan,
     now = time.time()
     late_dead = [(p.origin, now, b.count, status, why, b.data)
                  for p in unsettled.rows.values() for status, why, b in p.dead]
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with atomic(db):
         db.executemany("INSERT INTO queue (id, origin, created, points, data)"
                        " VALUES (?, ?, ?, ?, ?)", rows)
         db.executemany("INSERT INTO dead (id, origin, created, points, status, reason, data)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?)", dead.rows)
         db.executemany("INSERT INTO dead (origin, created, points, status, reason, data)"
                        " VALUES (?, ?, ?, ?, ?, ?)", late_dead)
-        db.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-        raise
     saved: Counter[str] = Counter()
     for _, origin, _, points, _ in rows:
         saved[origin] += points

@@ -119,10 +119,7 @@ class Spool:
     def _quarantine(self, exc: sqlite3.DatabaseError) -> None:
         """Move the damaged file aside and carry every readable row (with the settles a
         full disk held back) into a fresh one; count, log and report the rest."""
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        self._close_db()
         self._db, found = replace_damaged(self.path, self.synchronous, str(exc),
                                           self._unsettled)
         self._unsettled = Unsettled()
@@ -154,13 +151,17 @@ class Spool:
         self.close()
 
     def _release(self) -> None:
+        self._close_db()
+        if self._lockfd is not None:
+            os.close(self._lockfd)  # closing the descriptor releases the flock
+            self._lockfd = None
+
+    def _close_db(self) -> None:
+        """Close the connection, if open, whatever state the file is in."""
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
-        if self._lockfd is not None:
-            os.close(self._lockfd)  # closing the descriptor releases the flock
-            self._lockfd = None
 
     # ----- state ------------------------------------------------------------------------
     @property
