@@ -70,6 +70,16 @@ def test_keywords_and_a_settings_object_configure_the_same_writer(tmp_path: Path
     assert by_object.spool_store.directory == tmp_path / "b"
 
 
+def test_from_env_takes_the_spool_directory_unless_the_settings_name_one(tmp_path: Path) -> None:
+    env = {"INFLUXDB_SPOOL_DIR": str(tmp_path / "env")}
+    plain = InfluxWriter.from_env(environ=env, settings=InfluxSettings(batch_size=10,
+                                                                         max_buffer_points=100))
+    assert (plain.spool_store.directory, plain.settings.batch_size) == (tmp_path / "env", 10)
+    named = InfluxWriter.from_env(environ=env, settings=InfluxSettings(spool_path=tmp_path / "s"))
+    assert named.spool_store.directory == tmp_path / "s"
+    assert InfluxWriter.from_env(environ=env).spool_store.directory == tmp_path / "env"
+
+
 def test_a_knob_given_both_ways_with_different_values_is_refused(tmp_path: Path) -> None:
     settings = InfluxSettings(spool_path=tmp_path, batch_size=10, max_buffer_points=100)
     with pytest.raises(ConfigError, match="batch_size given both as keyword"):

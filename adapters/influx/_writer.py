@@ -12,6 +12,7 @@ See docs/influx.md for the guarantees and the knobs.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import os
@@ -127,13 +128,19 @@ class InfluxWriter(Background, Service):
     def from_env(cls, name: str | None = None, *, environ: Mapping[str, str] | None = None,
                  **kwargs: Any) -> InfluxWriter:
         """From ``INFLUXDB_URL``, ``INFLUXDB_TOKEN``, ``INFLUXDB_ORG``, ``INFLUXDB_BUCKET``
-        (and ``INFLUXDB_SPOOL_DIR``); no URL means spool-only mode. The default name is
-        the constructor's, ``influx_writer``."""
+        (and ``INFLUXDB_SPOOL_DIR``, unless a ``spool_path`` is given, as a keyword or in
+        ``settings``); no URL means spool-only mode. The default name is the
+        constructor's, ``influx_writer``."""
         env = os.environ if environ is None else environ
         if name is not None:
             kwargs["name"] = name
-        if "spool_path" not in kwargs and env.get("INFLUXDB_SPOOL_DIR"):
-            kwargs["spool_path"] = env["INFLUXDB_SPOOL_DIR"]
+        spool_dir = env.get("INFLUXDB_SPOOL_DIR")
+        settings = kwargs.get("settings")
+        if "spool_path" not in kwargs and spool_dir:
+            if not isinstance(settings, InfluxSettings):
+                kwargs["spool_path"] = spool_dir
+            elif settings.spool_path is None:
+                kwargs["settings"] = dataclasses.replace(settings, spool_path=spool_dir)
         return cls(env.get("INFLUXDB_URL") or None, env.get("INFLUXDB_TOKEN") or None,
                    env.get("INFLUXDB_ORG") or None, env.get("INFLUXDB_BUCKET") or None,
                    **kwargs)
