@@ -72,6 +72,7 @@ class Background:
             self._replaying = False
 
     async def _idle(self, lane: int) -> None:
+        """Wait as long as the lane policy says, or until a write wakes the senders."""
         wake = self._wake
         assert wake is not None
         replay_at = (self._replayer.at if self._ledger.backlog and self._poster is not None
