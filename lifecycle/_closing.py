@@ -6,7 +6,6 @@ One deadline, ``shutdown_timeout`` from the start of the close, caps every wait.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING
 
@@ -15,14 +14,19 @@ import anyio
 from ._backend import now
 from ._bounded import Deadline
 from ._supervisor_state import SupervisorState
-from .events import ServiceStopped, Stopped
+from .events import (
+    CloseFinished,
+    CloseStarted,
+    DetailsReported,
+    LeaksChecked,
+    ServiceStopped,
+    Stopped,
+)
 from .observe import detach_observers
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
     from .supervisor import Supervisor
-
-log = logging.getLogger("lifecycle")
 
 
 async def close_all(sup: Supervisor) -> None:
@@ -38,18 +42,15 @@ async def close_all(sup: Supervisor) -> None:
     sup.state = SupervisorState.STOPPING
     began = now()
     deadline = Deadline(began + sup.shutdown_timeout)
-    sup.report.shutdown_began = began - sup.origin
+    sup.emit(CloseStarted(None, began=began - sup.origin, budget=sup.shutdown_timeout))
     sup.request_shutdown("closing")
     sup._check_handlers()
     try:
         await stop_all(sup, deadline, was_ready)
     finally:
         await finish_leak_check(sup, deadline)
-        sup.report.shutdown_elapsed = now() - began
         sup.state = SupervisorState.STOPPED
-        level = logging.INFO if sup.report.ok else logging.WARNING
-        if sup._log_report and log.isEnabledFor(level):
-            log.log(level, "%s", sup.report.format())
+        sup.emit(CloseFinished(None, elapsed=now() - began))  # the report is complete
         sup.emit(Stopped(None, exit_code=int(sup.report.exit_code), ok=sup.report.ok))
         detach_observers(sup._detach)  # the run's observers saw Stopped: the report is complete
 
@@ -82,7 +83,7 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
             sup.record_failure(rt.name, "report_details()", exc, "details left out")
             continue
         if facts:
-            sup.report.details[rt.name] = facts
+            sup.emit(DetailsReported(rt.name, details=facts))
 
 async def close_one(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
                      deadline: Deadline) -> None:
@@ -95,8 +96,8 @@ async def close_one(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyi
                     await event.wait()
         assert sup._forced is not None
         records = await rt.close(deadline, sup._forced.is_set)
-        sup.report.shutdown[rt.name] = records
-        sup.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values())))
+        sup.emit(ServiceStopped(rt.name, clean=all(r.clean for r in records.values()),
+                                records=tuple(records.values())))
     finally:
         if rt.name in stopped:
             stopped[rt.name].set()
@@ -113,4 +114,4 @@ async def finish_leak_check(sup: Supervisor, deadline: Deadline) -> None:
     except Exception as exc:  # a user-supplied LeakCheck: recorded, never fatal to the close
         sup.record_failure(sup.name, "leak check", exc)
         return
-    sup.report.leaks = leaks.redact(sup._secrets) if sup._secrets else leaks
+    sup.emit(LeaksChecked(None, leaks=leaks.redact(sup._secrets) if sup._secrets else leaks))

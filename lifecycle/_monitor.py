@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._backend import now
-from .events import HealthAlert, HealthRestored, ServiceRecovering
+from .events import HealthAlert, HealthRestored, HealthUpdated, RestartFinished, ServiceRecovering
 from .health import Health
 from .outcome import Outcome
 from .report import RestartRecord
@@ -62,6 +62,7 @@ class Monitor:
         self.healthy_since: float | None = None  # first passing check of the open incident's calm
         self.escalation: str | None = None
         self.failed_checks = 0  # every failed check, counted or in the grace period
+        self._published: dict[str, Any] | None = None  # the view last emitted
         self._publish()
 
     @property
@@ -80,7 +81,10 @@ class Monitor:
                 "failed_checks": self.failed_checks}
 
     def _publish(self) -> None:
-        self.rt.core.report.health[self.rt.name] = self.view()
+        view = self.view()
+        if view != self._published:  # one event per change, not one per passing check
+            self._published = view
+            self.rt.core.emit(HealthUpdated(self.rt.name, view=view))
 
     async def run(self) -> None:
         rt = self.rt
@@ -104,7 +108,6 @@ class Monitor:
             self.healthy_since = None
             if not self.in_incident:
                 self.in_incident = True
-                core.report.service_counts(rt.name).incidents += 1
                 core.emit(HealthAlert(rt.name, reason=reason, failures=self.failures))
             self._publish()
             if self.failures < svc.failure_threshold:
@@ -168,9 +171,9 @@ class Monitor:
                 rt.core.record_failure(rt.name, "recover", res.error, "recovery failed")
         else:
             outcome, error = await rt.restart()
-        rt.core.report.restarts.append(RestartRecord(
+        rt.core.emit(RestartFinished(rt.name, record=RestartRecord(
             rt.name, "health", self.recoveries, 0.0, f"{method}: {reason}", outcome, error,
-            began - rt.core.origin))
+            began - rt.core.origin)))
         log.warning("service %r %s #%d after failed health checks (%s): %s", rt.name, method,
                     self.recoveries, reason, outcome)
         if outcome == Outcome.OK or method == "recover":

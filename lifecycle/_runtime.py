@@ -246,7 +246,6 @@ class ServiceRuntime:
         """A restart or recovery limit is reached: shut the app down, or give up on this service."""
         svc = self.active
         action = "give_up" if svc.optional or svc.restart.then == "give_up" else "shutdown"
-        self.core.report.service_counts(self.name).escalations += 1
         self.core.emit(ServiceEscalated(self.name, where=where, reason=why, action=action))
         self.fail(where, exc, why, escalate=True)
 
@@ -394,6 +393,5 @@ class ServiceRuntime:
         rec = StageRecord(self.name, stage, deadline, res.elapsed, res.outcome,
                           self.core.scrub(error), self.core.scrub(res.stack), began)
         # one log line per overrun as it happens: the StageFinished event's (lifecycle.logs)
-        self.core.emit(StageFinished(self.name, stage=stage, outcome=res.outcome,
-                                     elapsed=res.elapsed, deadline=deadline, error=rec.error))
+        self.core.emit(StageFinished.of(rec))
         return rec

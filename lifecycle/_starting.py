@@ -14,7 +14,7 @@ import anyio
 from ._backend import now
 from ._phase import Phase
 from ._supervisor_state import SupervisorState
-from .events import AllStarted, ServiceDegraded, ServiceStarted, ServiceStartFailed
+from .events import AllStarted, ServiceDegraded, ServiceStarted, ServiceStartFailed, StartupFinished
 from .fallback import Fallback
 from .outcome import Outcome
 from .report import StartRecord
@@ -33,6 +33,7 @@ async def start_all(sup: Supervisor) -> bool:
     awaited = {dep for svc in sup._by_name.values() for dep in svc.depends_on}
     done = {name: anyio.Event() for name in awaited}  # only what someone waits for
     records: dict[str, StartRecord] = {}
+    cancelled = False
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(interrupt_starts_on_request, sup)
@@ -41,12 +42,13 @@ async def start_all(sup: Supervisor) -> bool:
                     starters.start_soon(start_one, sup, rt, done, records)
             tg.cancel_scope.cancel()
     except BaseException:
+        cancelled = True
         await startup_cancelled(sup, records)
         raise
     finally:
-        sup.report.startup = {name: records[name] for name in sup._runtimes
-                               if name in records}
-        sup.report.startup_elapsed = now() - began
+        elapsed = now() - began
+        sup.emit(StartupFinished(None, elapsed=elapsed, cancelled=cancelled, records=tuple(
+            records[name] for name in sup._runtimes if name in records)))
     if sup.shutdown_requested or sup.report.startup_failed:
         if not sup.shutdown_requested:
             sup.request_shutdown("startup failed")
@@ -56,13 +58,12 @@ async def start_all(sup: Supervisor) -> bool:
             rt.start_work()
             await rt.start_monitor()
     sup.state = SupervisorState.RUNNING
-    sup.emit(AllStarted(None, elapsed=sup.report.startup_elapsed))
+    sup.emit(AllStarted(None, elapsed=elapsed))
     return True
 
 async def startup_cancelled(sup: Supervisor, records: dict[str, StartRecord]) -> None:
     """The caller cancelled us mid-startup: record every start that never finished, and
     cancel what the ones in flight spawned (the close then stops what had started)."""
-    sup.report.startup_cancelled = True
     sup.request_shutdown("cancelled during startup")
     for rt in sup._runtimes.values():
         if rt.name in records:
@@ -100,15 +101,14 @@ async def start_one(sup: Supervisor, rt: ServiceRuntime, done: dict[str, anyio.E
         records[rt.name] = rec
         sup._check_handlers()  # a start may have installed its own signal handlers
         if rec.outcome == Outcome.OK:
-            sup.emit(ServiceStarted(rt.name, elapsed=rec.elapsed, winner=rec.winner))
+            sup.emit(ServiceStarted.of(rec))
             if rec.degraded:
                 sup.emit(ServiceDegraded(
                     rt.name, winner=rec.winner or "", preferred=rec.attempts[0].candidate,
                     reason=rec.attempts[0].error,
                     ready=not isinstance(rt.declared, Fallback) or rt.declared.degraded_ready))
             return
-        sup.emit(ServiceStartFailed(rt.name, outcome=rec.outcome, error=rec.error,
-                                     optional=rec.optional))
+        sup.emit(ServiceStartFailed.of(rec))
         if not rt.declared.optional and not sup.shutdown_requested:
             sup.request_shutdown(f"required service {rt.name!r} failed to start")
     finally:

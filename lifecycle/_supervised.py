@@ -78,10 +78,8 @@ async def supervised(rt: ServiceRuntime, where: str, body: Callable[[], Awaitabl
         if failed:
             rt.core.record_failure(rt.name, where, error, f"restart #{attempt} in {delay:.2f}s"
                                    + (" with the services that restart with it" if cascade else ""))
-        offset = now() - rt.core.origin
-        rt.core.report.restarts.append(
-            RestartRecord(rt.name, where, attempt, delay, reason or "", began=offset))
-        rt.core.emit(ServiceRestarting(rt.name, where=where, attempt=attempt, delay=delay))
+        rt.core.emit(ServiceRestarting.of(RestartRecord(rt.name, where, attempt, delay, reason or "",
+                                                        began=now() - rt.core.origin)))
         if cascade:  # the restart strategy stops and starts it with its group
             await rt.core.cascades.restart_soon(rt, where, delay)
             return

@@ -148,8 +148,6 @@ class BlockingDetector:
         if sup is None:
             return
         stack = sup.scrub(culprit.stack) or ""
-        sup.report.blocked.append(BlockedLoop(seconds, culprit.service or "", culprit.where,
-                                              culprit.call, stack))
-        sup.emit(LoopBlocked(culprit.service, seconds=seconds, where=culprit.where,
-                             call=culprit.call, stack=stack))
+        sup.emit(LoopBlocked.of(BlockedLoop(seconds, culprit.service or "", culprit.where,
+                                            culprit.call, stack)))
 

@@ -1,10 +1,35 @@
-"""Typed lifecycle events for ``Supervisor.subscribe``; each has ``to_dict()``."""
+"""Typed lifecycle events for ``Supervisor.subscribe``; each has ``to_dict()``.
+
+The events are the engine's spine: every fact the report holds reaches it as an event, and
+an event that states a fact carries its record (``StageFinished.record`` is the
+``StageRecord``), built once where it happened. The report is only one subscriber
+(``lifecycle.recorder``); logging, systemd, metrics and traces are others.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from .records import (
+    BlockedLoop,
+    CascadeRecord,
+    FailureRecord,
+    ReloadRecord,
+    RestartRecord,
+    StageRecord,
+    StartRecord,
+)
+
+if TYPE_CHECKING:
+    from .leaks import LeakReport
+
+
+def payload() -> Any:
+    """A field that carries records: left out of ``to_dict()``, ``repr()`` and ``==``."""
+    return field(default=None, compare=False, repr=False, kw_only=True, metadata={"payload": True})
 
 
 @dataclass(frozen=True)
@@ -19,7 +44,9 @@ class Event:
         return type(self).__name__
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, **asdict(self)}
+        """The event's own fields, JSON-safe; the records it carries are left out."""
+        return {"kind": self.kind, **{f.name: getattr(self, f.name) for f in fields(self)
+                                      if not f.metadata.get("payload")}}
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,11 @@ class ServiceStarting(Event):
 class ServiceStarted(Event):
     elapsed: float = 0.0
     winner: str | None = None
+    record: StartRecord | None = payload()  # None when a restart started it again
+
+    @classmethod
+    def of(cls, record: StartRecord) -> ServiceStarted:
+        return cls(record.service, elapsed=record.elapsed, winner=record.winner, record=record)
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,22 @@ class ServiceStartFailed(Event):
     outcome: str = ""
     error: str | None = None
     optional: bool = False
+    record: StartRecord | None = payload()
+
+    @classmethod
+    def of(cls, record: StartRecord) -> ServiceStartFailed:
+        return cls(record.service, outcome=record.outcome, error=record.error,
+                   optional=record.optional, record=record)
+
+
+@dataclass(frozen=True)
+class StartupFinished(Event):
+    """The start plan ended (every service started, or not): ``records`` in start-plan order,
+    the skipped starts included; ``cancelled`` when the caller cancelled it midway."""
+
+    elapsed: float = 0.0
+    cancelled: bool = False
+    records: tuple[StartRecord, ...] = payload()
 
 
 @dataclass(frozen=True)
@@ -48,12 +96,25 @@ class AllStarted(Event):
 
 @dataclass(frozen=True)
 class ShutdownRequested(Event):
+    """The first request of a shutdown, and later the first one that says a service failed
+    (``failed``: the exit code will say so)."""
+
     reason: str = ""
+    failed: bool = False
 
 
 @dataclass(frozen=True)
 class ShutdownForced(Event):
     signal: int | None = None
+
+
+@dataclass(frozen=True)
+class CloseStarted(Event):
+    """The close plan began: ``began`` seconds after the supervisor began, ``budget`` its
+    ``shutdown_timeout``."""
+
+    began: float = 0.0
+    budget: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -63,11 +124,43 @@ class StageFinished(Event):
     elapsed: float = 0.0
     deadline: float = 0.0
     error: str | None = None
+    record: StageRecord | None = payload()
+
+    @classmethod
+    def of(cls, record: StageRecord) -> StageFinished:
+        return cls(record.service, stage=record.stage, outcome=record.outcome,
+                   elapsed=record.elapsed, deadline=record.deadline, error=record.error,
+                   record=record)
 
 
 @dataclass(frozen=True)
 class ServiceStopped(Event):
+    """``records``: the stages of the final close (None for a stop before a restart, whose
+    stages are only in the ``StageFinished`` events)."""
+
     clean: bool = True
+    records: tuple[StageRecord, ...] | None = payload()
+
+
+@dataclass(frozen=True)
+class DetailsReported(Event):
+    """A service's ``report_details()`` at the close."""
+
+    details: Mapping[str, Any] = payload()
+
+
+@dataclass(frozen=True)
+class LeaksChecked(Event):
+    """The leak check at the end of the close."""
+
+    leaks: LeakReport | None = payload()
+
+
+@dataclass(frozen=True)
+class CloseFinished(Event):
+    """The close plan ended after ``elapsed`` seconds; ``Stopped`` follows."""
+
+    elapsed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +168,12 @@ class ServiceFailed(Event):
     where: str = ""
     error: str = ""
     action: str = ""
+    record: FailureRecord | None = payload()
+
+    @classmethod
+    def of(cls, record: FailureRecord) -> ServiceFailed:
+        return cls(record.service, where=record.where, error=record.error, action=record.action,
+                   record=record)
 
 
 @dataclass(frozen=True)
@@ -82,6 +181,27 @@ class ServiceRestarting(Event):
     where: str = ""
     attempt: int = 0
     delay: float = 0.0
+    record: RestartRecord | None = payload()
+
+    @classmethod
+    def of(cls, record: RestartRecord) -> ServiceRestarting:
+        return cls(record.service, where=record.where, attempt=record.attempt,
+                   delay=record.delay, record=record)
+
+
+@dataclass(frozen=True)
+class RestartFinished(Event):
+    """A health recovery ended, or a service restarted with another (a restart strategy):
+    the restarts that ``ServiceRestarting`` does not announce."""
+
+    record: RestartRecord | None = payload()
+
+
+@dataclass(frozen=True)
+class HealthUpdated(Event):
+    """A service's health state changed (``view``: its part of ``report.health``)."""
+
+    view: Mapping[str, Any] = payload()
 
 
 @dataclass(frozen=True)
@@ -129,6 +249,13 @@ class FallbackRecovered(Event):
     candidate: str = ""
     action: str = ""  # "alert", or "restart" (a graceful shutdown with exit code 75)
 
+    @property
+    def restart_reason(self) -> str | None:
+        """Why the app restarts (``report.restart_requested``), when ``action`` is restart."""
+        if self.action != "restart":
+            return None
+        return f"{self.service}: preferred candidate {self.candidate!r} answers again"
+
 
 @dataclass(frozen=True)
 class ServiceEscalated(Event):
@@ -153,6 +280,7 @@ class CascadeRestarting(Event):
     strategy: str = ""
     where: str = ""  # "run" or "health"
     services: tuple[str, ...] = ()
+    record: CascadeRecord | None = payload()  # completed in place when the cascade ends
 
 
 @dataclass(frozen=True)
@@ -183,6 +311,12 @@ class ServiceReloaded(Event):
     elapsed: float = 0.0
     deadline: float = 0.0
     error: str | None = None
+    record: ReloadRecord | None = payload()
+
+    @classmethod
+    def of(cls, record: ReloadRecord) -> ServiceReloaded:
+        return cls(record.service, outcome=record.outcome, elapsed=record.elapsed,
+                   deadline=record.deadline, error=record.error, record=record)
 
 
 @dataclass(frozen=True)
@@ -202,3 +336,9 @@ class LoopBlocked(Event):
     where: str = ""
     call: str = ""
     stack: str = ""
+    record: BlockedLoop | None = payload()
+
+    @classmethod
+    def of(cls, record: BlockedLoop) -> LoopBlocked:
+        return cls(record.service or None, seconds=record.seconds, where=record.where,
+                   call=record.call, stack=record.stack, record=record)

@@ -153,11 +153,10 @@ class Fallback(Service):
 
     def _recovered(self, sup: Supervisor, cand: Service) -> None:
         self.recovered = cand.name
-        sup.emit(FallbackRecovered(self.name, candidate=cand.name, action=str(self.on_recovered)))
-        if self.on_recovered == "restart":
-            why = f"{self.name}: preferred candidate {cand.name!r} answers again"
-            sup.report.restart_requested = why
-            sup.request_shutdown(f"{why}; restarting onto it")
+        event = FallbackRecovered(self.name, candidate=cand.name, action=str(self.on_recovered))
+        sup.emit(event)  # the report's restart_requested is its restart_reason
+        if event.restart_reason:
+            sup.request_shutdown(f"{event.restart_reason}; restarting onto it")
 
 
 async def probe(cand: Service) -> str | None:

@@ -4,7 +4,11 @@
   ``extra`` fields, the running service, and the exception text;
 - :func:`configure`: installs a handler on the root logger (``format="text" | "json"``);
 - :func:`log_events`: a ``Supervisor.subscribe`` listener that logs one line per lifecycle
-  event on the ``lifecycle.events`` logger (cheap when that logger is disabled).
+  event on the ``lifecycle.events`` logger (cheap when that logger is disabled), and each
+  failure with its traceback on ``lifecycle``;
+- :class:`ReportLog`: the listener that logs the end-of-run table when the close ends.
+
+A supervisor subscribes both at construction (``log_report=False`` leaves the table out).
 """
 
 from __future__ import annotations
@@ -13,18 +17,22 @@ import json
 import logging
 import sys
 from datetime import datetime, timezone
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ._context import current_service
 from ._signals import signal_name
-from .events import Event
+from .events import CloseFinished, Event, ServiceFailed
 
-__all__ = ["TEXT_FORMAT", "JsonFormatter", "configure", "describe_event", "log_events"]
+if TYPE_CHECKING:
+    from .report import LifecycleReport
+
+__all__ = ["TEXT_FORMAT", "JsonFormatter", "ReportLog", "configure", "describe_event", "log_events"]
 
 #: The layout of ``format="text"``.
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 events_log = logging.getLogger("lifecycle.events")
+log = logging.getLogger("lifecycle")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
@@ -177,6 +185,20 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
     elif kind == "ReloadFinished":
         text = f"reload finished in {d['elapsed']:.3f}s" + (
             f"; failed: {', '.join(d['failed'])}" if d["failed"] else "")
+    elif kind == "StartupFinished":
+        text = f"startup finished in {d['elapsed']:.3f}s" + (" (cancelled)" if d["cancelled"] else "")
+    elif kind == "CloseStarted":
+        text = f"close started (budget {d['budget']:g}s)"
+    elif kind == "CloseFinished":
+        text = f"close finished in {d['elapsed']:.3f}s"
+    elif kind == "DetailsReported":
+        text = f"{who}: details reported"
+    elif kind == "LeaksChecked":
+        text = "leak check done"
+    elif kind == "HealthUpdated":
+        text, level = f"{who}: health state changed", logging.DEBUG
+    elif kind == "RestartFinished":
+        text = f"{who}: restart recorded"
     elif kind == "Stopped":
         text = f"stopped: exit code {d['exit_code']}" + (" (ok)" if d["ok"] else "")
     else:  # an event kind added later: still one line, with its fields
@@ -200,12 +222,17 @@ def log_events(event: Event) -> None:
     failure, an overrun or a forced shutdown. With :class:`JsonFormatter` the event's
     fields become fields of the line. Costs one level check when the logger is disabled.
     """
+    if isinstance(event, ServiceFailed) and event.record is not None:
+        rec = event.record  # on ``lifecycle`` at ERROR, with the (scrubbed) traceback
+        log.error("service %r %s failed: %s%s\n%s", rec.service, rec.where, rec.error,
+                  f" ({rec.action})" if rec.action else "", rec.traceback.rstrip())
+        return
     if not events_log.isEnabledFor(logging.WARNING):
         return
     if not events_log.isEnabledFor(logging.INFO) and not _may_warn(event):
         return  # skip building the dict of an INFO line nobody will see
-    if event.kind in ("ServiceFailed", "LoopBlocked"):
-        return  # logged where they happen, with their traceback or stack
+    if event.kind == "LoopBlocked":
+        return  # logged where it happens, with its stack
     d = event.to_dict()
     try:
         level, text = describe_event(d)
@@ -213,3 +240,18 @@ def log_events(event: Event) -> None:
         level, text = logging.INFO, _generic(d)
     if events_log.isEnabledFor(level):
         events_log.log(level, "%s", text, extra={"lifecycle_event": d})
+
+
+class ReportLog:
+    """Logs ``report.format()`` on ``lifecycle`` when the close ends (``CloseFinished``):
+    INFO when the report is ok, WARNING otherwise."""
+
+    def __init__(self, report: LifecycleReport) -> None:
+        self.report = report
+
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, CloseFinished):
+            return
+        level = logging.INFO if self.report.ok else logging.WARNING
+        if log.isEnabledFor(level):
+            log.log(level, "%s", self.report.format())

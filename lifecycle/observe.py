@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import anyio.abc
+
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,13 +49,28 @@ def default_observers(sup: Supervisor) -> list[Any]:
     return observers
 
 
-def signal_observers(stack_dump_signal: int | None) -> list[Observer]:
-    """What ``serve()`` adds when it handles signals: the stack dump on its signal."""
-    if stack_dump_signal is None:
-        return []
-    from .stackdump import StackDump
+def serve_observers(stack_dump_signal: int | None) -> list[Observer]:
+    """What ``serve()`` adds: the systemd notifier under systemd (``NOTIFY_SOCKET``), and
+    the stack dump on its signal when it handles signals (None: not)."""
+    from .systemd import Notifier
 
-    return [StackDump(stack_dump_signal)]
+    notifier = Notifier.from_env()
+    observers: list[Observer] = [] if notifier is None else [notifier]
+    if stack_dump_signal is not None:
+        from .stackdump import StackDump
+
+        observers.append(StackDump(stack_dump_signal))
+    return observers
+
+
+async def run_alongside(sup: Supervisor, observers: Iterable[Observer],
+                        task_group: anyio.abc.TaskGroup) -> None:
+    """Start the ``run_alongside(sup, task_status=...)`` of each observer that has one (the
+    systemd notifier's watchdog pings): ``serve()`` runs them until the close has ended."""
+    for observer in observers:
+        run = getattr(observer, "run_alongside", None)
+        if run is not None:
+            await task_group.start(run, sup)
 
 
 def attach_observers(sup: Supervisor, observers: Iterable[Observer]) -> list[Callable[[], Any]]:

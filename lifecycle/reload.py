@@ -157,10 +157,8 @@ class Reloader:
         sup = self._sup
         deadline = float(rt.active.reload_timeout)
         error = sup.scrub(error)
-        sup.report.reloads.append(ReloadRecord(rt.name, res.outcome, res.elapsed, deadline, error,
-                                               sup.scrub(res.stack), began - sup.origin, reason))
-        sup.emit(ServiceReloaded(rt.name, outcome=res.outcome, elapsed=res.elapsed,
-                                 deadline=deadline, error=error))
+        sup.emit(ServiceReloaded.of(ReloadRecord(rt.name, res.outcome, res.elapsed, deadline, error,
+                                                 sup.scrub(res.stack), began - sup.origin, reason)))
 
     async def _escalate(self, rt: ServiceRuntime) -> None:
         sup, svc = self._sup, rt.active

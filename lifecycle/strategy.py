@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .events import (
     CascadeRestarted,
     CascadeRestarting,
+    RestartFinished,
     ServiceStarted,
     ServiceStarting,
     ServiceStopped,
@@ -194,9 +195,8 @@ class Cascades:
         began = now()
         record = CascadeRecord(trigger.name, strategy, request.where, names,
                                began=began - core.origin)
-        core.report.cascades.append(record)
         core.emit(CascadeRestarting(trigger.name, strategy=strategy, where=request.where,
-                                    services=tuple(names)))
+                                    services=tuple(names), record=record))
         given_up = self._take_budgets(trigger, group, strategy)
         outcome, error = await self._stop_then_start(request, group, given_up)
         record.outcome, record.error, record.elapsed = outcome, error, now() - began
@@ -258,10 +258,10 @@ class Cascades:
             if rt is trigger:
                 request.outcome = (outcome, error)
             else:
-                core.report.restarts.append(RestartRecord(
+                core.emit(RestartFinished(rt.name, record=RestartRecord(
                     rt.name, "cascade", core.report.restarts.total(rt.name) + 1,
                     0.0, f"{trigger.name} {request.where} restarted ({self.strategy_of(trigger.name)})",
-                    outcome, error, began - core.origin))
+                    outcome, error, began - core.origin)))
             if outcome != Outcome.OK:
                 if outcome != Outcome.SKIPPED and not (rt is trigger and request.where == "health"):
                     rt.escalate("cascade", RuntimeError(error or outcome),

@@ -44,14 +44,20 @@ from .events import (
 )
 from .fallback import Fallback
 from .graph import dependents, validate
-from .logs import log_events
-from .observe import Observer, attach_observers, blocking_threshold_seconds, signal_observers
+from .logs import ReportLog, log_events
+from .observe import (
+    Observer,
+    attach_observers,
+    blocking_threshold_seconds,
+    run_alongside,
+    serve_observers,
+)
 from .outcome import Outcome
+from .recorder import Recorder
 from .reload import Reloader
 from .report import FailureRecord, LifecycleReport
 from .service import Kind, Service, ServiceState, check_kind
 from .strategy import Cascades, check_strategy
-from .systemd import Notifier
 
 __all__ = ["Supervisor", "SupervisorState"]
 
@@ -93,7 +99,12 @@ class Supervisor:
         self.state = SupervisorState.NEW
         self.jobs = Jobs()
         self.origin = 0.0
-        self._listeners: list[Listener] = []  # one per subscribe() not yet unsubscribed
+        # one per subscribe() not yet unsubscribed; first the recorder (the report is complete
+        # before anyone else sees an event), the end-of-run table, and the event log
+        self.recorder = Recorder(self.report)
+        self._listeners: list[Listener] = [self.recorder,
+                                           *([ReportLog(self.report)] if log_report else []),
+                                           log_events]
         self._runtimes: dict[str, ServiceRuntime] = {}
         self.cascades = Cascades(self._runtimes, self._by_name, self.restart_strategy)
         self.reloads = Reloader(self)
@@ -196,7 +207,7 @@ class Supervisor:
         budget = self.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         drain = self.drain_delay if drain_delay is None else drain_delay
         validate(self.services, budget, drain)
-        self.shutdown_timeout = self.report.shutdown_budget = float(budget)
+        self.shutdown_timeout = float(budget)
         self.drain_delay = float(drain)
 
     def subscribe(self, callback: Listener) -> Callable[[], None]:
@@ -208,16 +219,15 @@ class Supervisor:
         """Begin a graceful shutdown (safe from any thread, and during startup)."""
         if self._hop_to_loop(partial(self.request_shutdown, reason, failed=failed)):
             return
-        if failed:
-            self.report.service_failed = True
         if self.shutdown_requested:
+            if failed and not self.report.service_failed:  # the exit code must say it
+                self.emit(ShutdownRequested(None, reason=reason, failed=True))
             return
-        self.report.reason = reason
         self._early_reason = reason
         self._signals.shutdown_requested()
         if self._requested is not None:
             self._requested.set()
-        self.emit(ShutdownRequested(None, reason=reason))
+        self.emit(ShutdownRequested(None, reason=reason, failed=failed))
 
     def request_reload(self, reason: str = "requested") -> None:
         """Reload every service that has a ``reload()`` hook, as SIGHUP does (any thread)."""
@@ -254,7 +264,7 @@ class Supervisor:
                     observers: Sequence[Observer] = ()) -> LifecycleReport:
         """Start, serve until shutdown is requested, close; return the report. Never raises
         for a failed start: the report says it (exit code 1). ``observers``: for this run."""
-        self._observers += [*signal_observers(self.stack_dump_signal if handle_signals else None),
+        self._observers += [*serve_observers(self.stack_dump_signal if handle_signals else None),
                             *observers]
         async with anyio.create_task_group() as tg:
             self._prepare()
@@ -262,9 +272,7 @@ class Supervisor:
                 await tg.start(self._watch_signals)
                 tg.start_soon(self._guard_handlers)
                 await tg.start(self.reloads.watch_sighup)
-            notifier = Notifier.from_env()
-            if notifier is not None:  # only under systemd (NOTIFY_SOCKET set)
-                await tg.start(notifier.run, self)
+            await run_alongside(self, self._observers, tg)  # the systemd notifier's pings
             try:
                 if await start_all(self):
                     assert self._requested is not None
@@ -298,7 +306,6 @@ class Supervisor:
 
     # ----- what runtimes call (the Core protocol) -------------------------------------
     def emit(self, event: Event) -> None:
-        log_events(event)  # one log line per lifecycle event (lifecycle.events)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -312,17 +319,18 @@ class Supervisor:
         return None if exc is None else redact.describe_error(unwrap(exc), self._secrets)
 
     def record_failure(self, service: str, where: str, exc: BaseException, action: str = "") -> None:
-        """Log (with traceback) and record an exception; callable from any thread."""
+        """Emit ``ServiceFailed`` with the exception's scrubbed record; callable from any
+        thread (the event is then emitted on the loop, or here once the loop has ended)."""
         exc = unwrap(exc)
         tb = self.scrub("".join(traceback.format_exception(type(exc), exc, exc.__traceback__))) or ""
-        error = self.describe(exc) or ""
-        log.error("service %r %s failed: %s%s\n%s", service, where, error,
-                  f" ({action})" if action else "", tb.rstrip())
-        self.report.failures.append(
-            FailureRecord(service, where, error, tb,
-                          now() - self.origin if self._on_loop() else 0.0, action))
-        if self._on_loop():
-            self.emit(ServiceFailed(service, where=where, error=error, action=action))
+        on_loop = self._on_loop()
+        event = ServiceFailed.of(FailureRecord(service, where, self.describe(exc) or "", tb,
+                                               now() - self.origin if on_loop else 0.0, action))
+        if not on_loop and self._loop_thread is not None:
+            with contextlib.suppress(RunFinishedError):
+                anyio.from_thread.run_sync(self.emit, event, token=self._token)
+                return
+        self.emit(event)
 
     # ----- internals ------------------------------------------------------------------
     def _hop_to_loop(self, call: Callable[[], object]) -> bool:
@@ -386,7 +394,6 @@ class Supervisor:
         """Second signal: skip the remaining graceful stages, cancel everything now."""
         if self._forced is None or self._forced.is_set():
             return
-        self.report.forced_by = signum
         self._forced.set()
         self.jobs.interrupt_all()
         for rt in self._runtimes.values():

@@ -1,7 +1,8 @@
 """The systemd notify protocol (``Type=notify``, ``WatchdogSec=``), stdlib only.
 
-Active only when ``NOTIFY_SOCKET`` is set (systemd sets it for ``Type=notify`` units). The
-supervisor starts :meth:`Notifier.run` before startup; it then tells systemd:
+Active only when ``NOTIFY_SOCKET`` is set (systemd sets it for ``Type=notify`` units).
+``serve()`` adds it to the run's observers: attached (it subscribes to the events) and its
+:meth:`Notifier.run_alongside` started before startup; it then tells systemd:
 
 - ``STATUS=...`` as services start and stop (shown by ``systemctl status``);
 - ``READY=1`` once every service is running (``systemctl start`` returns then);
@@ -26,7 +27,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -157,11 +158,17 @@ class Notifier:
             self._sock = None
 
     # ----- the supervisor's side -----------------------------------------------------------
-    async def run(self, sup: Supervisor, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        """Follow ``sup``'s events until cancelled (when ``serve()`` ends), pinging the watchdog."""
+    def attach(self, sup: Supervisor) -> Callable[[], None]:
+        """As an observer: follow ``sup``'s events; returns the unsubscribe function."""
         self._total = len(sup.services)
         self._sup = sup
-        unsubscribe = sup.subscribe(self.on_event)
+        return sup.subscribe(self.on_event)
+
+    async def run_alongside(self, sup: Supervisor, *,
+                            task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Ping the watchdog and report progress until cancelled (when ``serve()`` ends);
+        follows ``sup``'s events itself unless it was attached as an observer."""
+        unsubscribe = self.attach(sup) if self._sup is not sup else None
         try:
             self.notify(f"STATUS=starting {self._total} services")
             task_status.started()
@@ -173,8 +180,11 @@ class Notifier:
                     await anyio.sleep(interval)
                 await anyio.sleep_forever()
         finally:
-            unsubscribe()
+            if unsubscribe is not None:
+                unsubscribe()
             self.close()
+
+    run = run_alongside  # the name it had before it became an observer
 
     async def _report_progress(self) -> None:
         while True:
