@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .records import (
     BlockedLoop,
@@ -25,6 +25,9 @@ from .records import (
 
 if TYPE_CHECKING:
     from .leaks import LeakReport
+
+
+E = TypeVar("E", bound="RecordEvent")
 
 
 def payload() -> Any:
@@ -50,33 +53,51 @@ class Event:
 
 
 @dataclass(frozen=True)
+class RecordEvent(Event):
+    """An event that states one fact: it carries the fact's ``record``, and its own fields
+    are read from it (``StageFinished.of(stage_record)``), so the fact is written once."""
+
+    record: Any = payload()  # narrowed by each subclass; None on an event built by hand
+
+    @classmethod
+    def of(cls: type[E], record: Any) -> E:
+        values = {name: getattr(record, name) for name in _own_fields(cls)}
+        return cls(record.service or None, record=record, **values)
+
+
+_OWN_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+
+
+def _own_fields(cls: type[Event]) -> tuple[str, ...]:
+    """The fields ``of`` copies from the record (cached: ``fields()`` is not free)."""
+    names = _OWN_FIELDS.get(cls)
+    if names is None:
+        names = _OWN_FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name not in (
+            "service", "at") and not f.metadata.get("payload"))
+    return names
+
+
+@dataclass(frozen=True)
 class ServiceStarting(Event):
     candidate: str | None = None
     deadline: float = 0.0  # the start_timeout of this attempt
 
 
 @dataclass(frozen=True)
-class ServiceStarted(Event):
+class ServiceStarted(RecordEvent):
     elapsed: float = 0.0
     winner: str | None = None
     record: StartRecord | None = payload()  # None when a restart started it again
 
-    @classmethod
-    def of(cls, record: StartRecord) -> ServiceStarted:
-        return cls(record.service, elapsed=record.elapsed, winner=record.winner, record=record)
 
 
 @dataclass(frozen=True)
-class ServiceStartFailed(Event):
+class ServiceStartFailed(RecordEvent):
     outcome: str = ""
     error: str | None = None
     optional: bool = False
     record: StartRecord | None = payload()
 
-    @classmethod
-    def of(cls, record: StartRecord) -> ServiceStartFailed:
-        return cls(record.service, outcome=record.outcome, error=record.error,
-                   optional=record.optional, record=record)
 
 
 @dataclass(frozen=True)
@@ -118,7 +139,7 @@ class CloseStarted(Event):
 
 
 @dataclass(frozen=True)
-class StageFinished(Event):
+class StageFinished(RecordEvent):
     stage: str = ""
     outcome: str = ""
     elapsed: float = 0.0
@@ -126,11 +147,6 @@ class StageFinished(Event):
     error: str | None = None
     record: StageRecord | None = payload()
 
-    @classmethod
-    def of(cls, record: StageRecord) -> StageFinished:
-        return cls(record.service, stage=record.stage, outcome=record.outcome,
-                   elapsed=record.elapsed, deadline=record.deadline, error=record.error,
-                   record=record)
 
 
 @dataclass(frozen=True)
@@ -164,33 +180,25 @@ class CloseFinished(Event):
 
 
 @dataclass(frozen=True)
-class ServiceFailed(Event):
+class ServiceFailed(RecordEvent):
     where: str = ""
     error: str = ""
     action: str = ""
     record: FailureRecord | None = payload()
 
-    @classmethod
-    def of(cls, record: FailureRecord) -> ServiceFailed:
-        return cls(record.service, where=record.where, error=record.error, action=record.action,
-                   record=record)
 
 
 @dataclass(frozen=True)
-class ServiceRestarting(Event):
+class ServiceRestarting(RecordEvent):
     where: str = ""
     attempt: int = 0
     delay: float = 0.0
     record: RestartRecord | None = payload()
 
-    @classmethod
-    def of(cls, record: RestartRecord) -> ServiceRestarting:
-        return cls(record.service, where=record.where, attempt=record.attempt,
-                   delay=record.delay, record=record)
 
 
 @dataclass(frozen=True)
-class RestartFinished(Event):
+class RestartFinished(RecordEvent):
     """A health recovery ended, or a service restarted with another (a restart strategy):
     the restarts that ``ServiceRestarting`` does not announce."""
 
@@ -270,7 +278,7 @@ class ServiceEscalated(Event):
 
 
 @dataclass(frozen=True)
-class CascadeRestarting(Event):
+class CascadeRestarting(RecordEvent):
     """A restart strategy restarts ``services`` with ``service`` (whose ``where`` failed).
 
     ``services`` is the whole group in start order, ``service`` included: they are stopped in
@@ -304,7 +312,7 @@ class ReloadRequested(Event):
 
 
 @dataclass(frozen=True)
-class ServiceReloaded(Event):
+class ServiceReloaded(RecordEvent):
     """One service's ``reload()`` ended (``outcome`` ok, error, timeout, abandoned, skipped)."""
 
     outcome: str = ""
@@ -313,10 +321,6 @@ class ServiceReloaded(Event):
     error: str | None = None
     record: ReloadRecord | None = payload()
 
-    @classmethod
-    def of(cls, record: ReloadRecord) -> ServiceReloaded:
-        return cls(record.service, outcome=record.outcome, elapsed=record.elapsed,
-                   deadline=record.deadline, error=record.error, record=record)
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,7 @@ class ReloadFinished(Event):
 
 
 @dataclass(frozen=True)
-class LoopBlocked(Event):
+class LoopBlocked(RecordEvent):
     """The event loop did not turn for ``seconds`` (the blocking detector); ``service`` is
     the one whose code held it, ``where`` its ``file:line``, ``call`` what it was in."""
 
@@ -338,7 +342,3 @@ class LoopBlocked(Event):
     stack: str = ""
     record: BlockedLoop | None = payload()
 
-    @classmethod
-    def of(cls, record: BlockedLoop) -> LoopBlocked:
-        return cls(record.service or None, seconds=record.seconds, where=record.where,
-                   call=record.call, stack=record.stack, record=record)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._history import History
 from .events import (
     CascadeRestarting,
     CloseFinished,
@@ -22,6 +23,7 @@ from .events import (
     HealthUpdated,
     LeaksChecked,
     LoopBlocked,
+    RecordEvent,
     RestartFinished,
     ServiceEscalated,
     ServiceFailed,
@@ -36,6 +38,11 @@ from .report import LifecycleReport
 
 __all__ = ["Recorder"]
 
+#: The events whose record goes into one of the report's histories, and which one.
+_HISTORIES: dict[type[Event], str] = {
+    ServiceFailed: "failures", ServiceRestarting: "restarts", RestartFinished: "restarts",
+    CascadeRestarting: "cascades", ServiceReloaded: "reloads", LoopBlocked: "blocked"}
+
 
 class Recorder:
     """``Recorder(report)`` is a ``Supervisor.subscribe`` listener that fills ``report``."""
@@ -46,12 +53,7 @@ class Recorder:
             ShutdownRequested: self._shutdown_requested,
             ShutdownForced: self._forced,
             StartupFinished: self._startup,
-            ServiceFailed: self._failure,
-            ServiceRestarting: self._restart,
-            RestartFinished: self._restart,
-            CascadeRestarting: self._cascade,
-            ServiceReloaded: self._reload,
-            LoopBlocked: self._blocked,
+            **dict.fromkeys(_HISTORIES, self._append),
             HealthAlert: self._incident,
             ServiceEscalated: self._escalation,
             HealthUpdated: self._health,
@@ -82,25 +84,10 @@ class Recorder:
         self.report.startup_elapsed = event.elapsed
         self.report.startup_cancelled = event.cancelled
 
-    def _failure(self, event: ServiceFailed) -> None:
-        if event.record is not None:
-            self.report.failures.append(event.record)
-
-    def _restart(self, event: ServiceRestarting | RestartFinished) -> None:
-        if event.record is not None:
-            self.report.restarts.append(event.record)
-
-    def _cascade(self, event: CascadeRestarting) -> None:
-        if event.record is not None:
-            self.report.cascades.append(event.record)
-
-    def _reload(self, event: ServiceReloaded) -> None:
-        if event.record is not None:
-            self.report.reloads.append(event.record)
-
-    def _blocked(self, event: LoopBlocked) -> None:
-        if event.record is not None:
-            self.report.blocked.append(event.record)
+    def _append(self, event: RecordEvent) -> None:
+        if event.record is not None:  # None: an event built by hand, not by the engine
+            history: History[Any] = getattr(self.report, _HISTORIES[type(event)])
+            history.append(event.record)
 
     def _incident(self, event: HealthAlert) -> None:
         self.report.service_counts(event.service or "").incidents += 1

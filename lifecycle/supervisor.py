@@ -45,13 +45,7 @@ from .events import (
 from .fallback import Fallback
 from .graph import dependents, validate
 from .logs import ReportLog, log_events
-from .observe import (
-    Observer,
-    attach_observers,
-    blocking_threshold_seconds,
-    run_alongside,
-    serve_observers,
-)
+from .observe import Observer, attach_observers, blocking_threshold_seconds, run_alongside, serve_observers
 from .outcome import Outcome
 from .recorder import Recorder
 from .reload import Reloader

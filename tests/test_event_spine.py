@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from lifecycle import Health, LifecycleReport, RestartPolicy, Service, Supervisor
+from lifecycle.recorder import Recorder
 from lifecycle.events import (
     CascadeRestarting,
     CloseFinished,
@@ -175,6 +176,8 @@ async def test_a_subscriber_rebuilds_the_report_from_the_events_of_a_start_resta
                      shutdown_timeout=10.0)
     rebuilt = Rebuilt(sup.name)
     sup.subscribe(rebuilt)
+    second = LifecycleReport(name=sup.name)
+    sup.subscribe(Recorder(second))  # the library's recorder, subscribed like any other
     seen = {"restart": anyio.Event(), "restored": anyio.Event(), "escalated": anyio.Event()}
 
     def watch(event: Event) -> None:
@@ -207,3 +210,5 @@ async def test_a_subscriber_rebuilds_the_report_from_the_events_of_a_start_resta
     assert (stage.stage, stage.outcome) == (stage.record.stage, stage.record.outcome)
     assert sup.report.restarts and sup.report.failures and sup.report.health
     assert rebuilt.report.to_dict() == sup.report.to_dict()
+    assert second.to_dict() == sup.report.to_dict()
+    assert sup.report.format() == rebuilt.report.format()
