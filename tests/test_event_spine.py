@@ -13,7 +13,6 @@ import anyio
 import pytest
 
 from lifecycle import Health, LifecycleReport, RestartPolicy, Service, Supervisor
-from lifecycle.recorder import Recorder
 from lifecycle.events import (
     CascadeRestarting,
     CloseFinished,
@@ -39,6 +38,7 @@ from lifecycle.events import (
     StageFinished,
     StartupFinished,
 )
+from lifecycle.recorder import Recorder
 
 pytestmark = pytest.mark.anyio
 
