@@ -21,11 +21,12 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .diagram import FORMATS, cycle_graph, render
 from .errors import ConfigError
+from .events import Event, Stopped
 from .logs import configure
 from .plan import plan_of
 from .report import ExitCode, LifecycleReport
@@ -164,14 +165,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     sup = _build(args)
     if sup is None:
         return USAGE_ERROR
-    report = sup.run(backend=args.backend)
-    for path, write in ((args.trace, write_trace), (args.report, _write_report)):
-        if path:
-            try:
-                write(report, path)
-            except OSError as exc:
-                log.error("could not write %s: %s", path, exc)
-    return int(report.exit_code)
+    files = [WriteAtStop(path, write) for path, write in ((args.trace, write_trace),
+                                                          (args.report, _write_report)) if path]
+    return int(sup.run(backend=args.backend, observers=files).exit_code)
+
+
+class WriteAtStop:
+    """An observer that writes the complete report to ``path`` with ``write`` when the run
+    stops (``--trace``, ``--report``); a file that cannot be written is logged."""
+
+    def __init__(self, path: str, write: Callable[[LifecycleReport, str], None]) -> None:
+        self.path, self.write = path, write
+
+    def attach(self, sup: Supervisor) -> Callable[[], None]:
+        def on_event(event: Event) -> None:
+            if isinstance(event, Stopped):
+                try:
+                    self.write(sup.report, self.path)
+                except OSError as exc:
+                    log.error("could not write %s: %s", self.path, exc)
+        return sup.subscribe(on_event)
 
 
 def _write_report(report: LifecycleReport, path: str) -> None:
