@@ -22,7 +22,6 @@ counts live in the report's ``ServiceCounts``.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 from ._backend import now
@@ -34,8 +33,6 @@ from .service import Service
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
-
-log = logging.getLogger("lifecycle")
 
 
 def has_check(svc: Service) -> bool:
@@ -171,11 +168,9 @@ class Monitor:
                 rt.core.record_failure(rt.name, "recover", res.error, "recovery failed")
         else:
             outcome, error = await rt.restart()
-        rt.core.emit(RestartFinished(rt.name, record=RestartRecord(
+        rt.core.emit(RestartFinished.of(RestartRecord(  # logged as a WARNING by lifecycle.logs
             rt.name, "health", self.recoveries, 0.0, f"{method}: {reason}", outcome, error,
             began - rt.core.origin)))
-        log.warning("service %r %s #%d after failed health checks (%s): %s", rt.name, method,
-                    self.recoveries, reason, outcome)
         if outcome == Outcome.OK or method == "recover":
             return True  # a failed recover() is one more recovery that did not help
         if not rt.core.shutdown_requested:  # the service could not be started again

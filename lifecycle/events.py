@@ -202,6 +202,11 @@ class RestartFinished(RecordEvent):
     """A health recovery ended, or a service restarted with another (a restart strategy):
     the restarts that ``ServiceRestarting`` does not announce."""
 
+    where: str = ""  # "health" or "cascade"
+    attempt: int = 0
+    reason: str = ""
+    outcome: str = ""
+    error: str | None = None
     record: RestartRecord | None = payload()
 
 

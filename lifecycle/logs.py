@@ -198,7 +198,9 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
     elif kind == "HealthUpdated":
         text, level = f"{who}: health state changed", logging.DEBUG
     elif kind == "RestartFinished":
-        text = f"{who}: restart recorded"
+        what = "after failed health checks" if d["where"] == "health" else "with another service"
+        text = f"{who}: {d['reason']} (#{d['attempt']}, {what}): {d['outcome']}{_why(d['error'])}"
+        level = logging.WARNING if d["where"] == "health" or d["outcome"] != "ok" else logging.INFO
     elif kind == "Stopped":
         text = f"stopped: exit code {d['exit_code']}" + (" (ok)" if d["ok"] else "")
     else:  # an event kind added later: still one line, with its fields
@@ -208,6 +210,8 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
 
 def _may_warn(event: Event) -> bool:
     kind = event.kind
+    if kind == "RestartFinished":
+        return True
     if kind in ("CascadeRestarted", "ServiceReloaded"):
         return getattr(event, "outcome", "ok") not in ("ok", "skipped")
     return (kind in _WARN_KINDS or (kind in ("StageFinished", "ServiceStopped", "Stopped")

@@ -258,7 +258,7 @@ class Cascades:
             if rt is trigger:
                 request.outcome = (outcome, error)
             else:
-                core.emit(RestartFinished(rt.name, record=RestartRecord(
+                core.emit(RestartFinished.of(RestartRecord(
                     rt.name, "cascade", core.report.restarts.total(rt.name) + 1,
                     0.0, f"{trigger.name} {request.where} restarted ({self.strategy_of(trigger.name)})",
                     outcome, error, began - core.origin)))
