@@ -76,6 +76,7 @@ class Plan:
     stall_every: float  # VictoriaMetrics: frozen for half of each period
     restart_every: float  # PostgreSQL: fast shutdown and start
     app: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # added to the app's environment
 
 
 def plan(size: Size, minutes: float | None = None) -> Plan:
@@ -133,7 +134,7 @@ def soak(p: Plan, pool: Pool) -> tuple[Samples, dict[str, Any]]:
     """Run the app for ``p.seconds`` under the plan's faults; its samples and counts."""
     config = {**p.app, "seconds": p.seconds, "victoria": pool.get_victoria().url,
               "dsn": pool.get_postgres().dsn}
-    env = {**os.environ, "SOAK_CONFIG": json.dumps(config)}
+    env = {**os.environ, **p.env, "SOAK_CONFIG": json.dumps(config)}
     log = Samples()
     with tempfile.TemporaryFile("w+") as stderr:
         child = subprocess.Popen([sys.executable, "-m", "benchmarks._soak_app"], cwd=ROOT,
@@ -178,6 +179,7 @@ class Verdict:
     fd_range: tuple[int, int]
     thread_range: tuple[int, int]
     measured: int  # samples after warm-up
+    quarter_slopes: tuple[float, ...] = ()  # MiB/hour over each quarter: levelling off or not
 
 
 def analyse(log: Samples, warmup: float, end: float = float("inf")) -> Verdict:
@@ -193,12 +195,16 @@ def analyse(log: Samples, warmup: float, end: float = float("inf")) -> Verdict:
     half = len(kept) // 2
     late = statistics.linear_regression(t[half:], rss[half:]).slope * 3600
     third = len(kept) // 3
+    quarter = len(kept) // 4
+    quarters = tuple(statistics.linear_regression(t[i * quarter:(i + 1) * quarter],
+                                                  rss[i * quarter:(i + 1) * quarter]).slope * 3600
+                     for i in range(4)) if quarter >= 2 else ()
 
     def growth(values: list[int]) -> int:
         return max(values[-third:]) - max(values[:third])
 
     return Verdict(slope, late, rss[0], rss[-1], growth(fds), growth(threads),
-                   (min(fds), max(fds)), (min(threads), max(threads)), len(kept))
+                   (min(fds), max(fds)), (min(threads), max(threads)), len(kept), quarters)
 
 
 def _note(outcome: dict[str, Any], log: Samples) -> str:
@@ -221,7 +227,9 @@ def results(v: Verdict, outcome: dict[str, Any], log: Samples) -> list[Result]:
         Result(NAME, "RSS slope after warm-up", v.slope_mib_per_hour, "MiB/hour", None,
                SLOPE_GOAL, v.slope_mib_per_hour < 1.0, samples=v.measured,
                note=f"RSS {v.rss_start:.1f} -> {v.rss_end:.1f} MiB, slope over the second half "
-               f"{v.late_slope_mib_per_hour:.2f} MiB/hour; " + _note(outcome, log),
+               f"{v.late_slope_mib_per_hour:.2f} MiB/hour, over each quarter "
+               f"{', '.join(f'{q:+.2f}' for q in v.quarter_slopes)} MiB/hour; "
+               + _note(outcome, log),
                extra=extra),
         Result(NAME, "open fds growth", float(v.fd_growth), "fds", None, GROWTH_GOAL,
                v.fd_growth <= 0, samples=v.measured,
@@ -265,13 +273,15 @@ def draw(log: Samples, v: Verdict, warmup: float, path: Path, title: str) -> Non
 
 
 def run(size: Size, pool: Pool | None = None, minutes: float | None = None,
-        plot: Path | None = None, samples: Path | None = None) -> list[Result]:
+        plot: Path | None = None, samples: Path | None = None,
+        env: dict[str, str] | None = None) -> list[Result]:
     p = plan(size, minutes)
+    p = Plan(p.seconds, p.warmup, p.stall_every, p.restart_every, p.app, env or {})
     with using(pool) as servers:
         log, outcome = soak(p, servers)
     verdict = analyse(log, p.warmup, p.seconds)
     if samples is not None:
-        samples.write_text(json.dumps(asdict(log)))
+        samples.write_text(json.dumps({**asdict(log), "outcome": outcome, "env": p.env}))
     if plot is not None or size == "full":
         draw(log, verdict, p.warmup, plot or PLOT, f"soak, {p.seconds / 60:g} minutes")
     return results(verdict, outcome, log)
@@ -294,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--samples", type=Path, metavar="JSON",
                         help="write the raw samples here")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set in the app's environment (e.g. MALLOC_ARENA_MAX=2)")
     parser.add_argument("--append", type=Path, metavar="MARKDOWN",
                         help="append the section to this file (e.g. docs/performance.md)")
     args = parser.parse_args(argv)
@@ -302,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m benchmarks.soak", *(sys.argv[1:] if argv is None else argv)])
     began = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
-    rows = run("full", minutes=args.minutes, plot=args.plot, samples=args.samples)
+    env = dict(item.split("=", 1) for item in args.env)
+    rows = run("full", minutes=args.minutes, plot=args.plot, samples=args.samples, env=env)
     text = markdown(rows, command, began, time.perf_counter() - clock)
     print(text)
     if args.append:

@@ -53,3 +53,17 @@ def test_the_slope_is_extrapolated_to_mib_per_hour_after_the_warm_up() -> None:
     assert verdict.thread_growth == 2
     assert verdict.measured == 90
     assert statistics.fmean(log.rss_mib[30:]) > 50.0
+
+
+def test_quarter_slopes_tell_a_curve_that_levels_off_from_a_steady_climb() -> None:
+    log = soak.Samples()
+    for second in range(400):
+        log.t.append(float(second))
+        # 2 MiB/hour for the first 200 s after the warm-up, flat afterwards.
+        log.rss_mib.append(60.0 + min(second, 200) * 2 / 3600)
+        log.fds.append(12)
+        log.threads.append(5)
+    verdict = soak.analyse(log, warmup=0.0)
+    assert [round(q, 6) for q in verdict.quarter_slopes] == [2.0, 2.0, 0.0, 0.0]
+    assert verdict.late_slope_mib_per_hour == pytest.approx(0.0)
+    assert verdict.slope_mib_per_hour > 1.0  # the whole span still fits a rise
