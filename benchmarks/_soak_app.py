@@ -209,7 +209,7 @@ async def soak(config: dict[str, Any], spool: str) -> dict[str, Any]:
     db.restart = FOREVER
     services = [Flapper(config["flap_period"]), Sickly(config["sick_period"]), churn, writer,
                 producer, db, querier, Timer(config["seconds"])]
-    off = set(config.get("off", ()))
+    off = set(config.get("without", ()))
     if "influx" in off:
         services = [s for s in services if s not in (writer, producer)]
     if "postgres" in off:

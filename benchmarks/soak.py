@@ -274,14 +274,17 @@ def draw(log: Samples, v: Verdict, warmup: float, path: Path, title: str) -> Non
 
 def run(size: Size, pool: Pool | None = None, minutes: float | None = None,
         plot: Path | None = None, samples: Path | None = None,
-        env: dict[str, str] | None = None) -> list[Result]:
+        env: dict[str, str] | None = None, app: dict[str, Any] | None = None) -> list[Result]:
+    """``env`` and ``app`` (diagnostics: ``probe``, ``without``) change the app's settings."""
     p = plan(size, minutes)
-    p = Plan(p.seconds, p.warmup, p.stall_every, p.restart_every, p.app, env or {})
+    p = Plan(p.seconds, p.warmup, p.stall_every, p.restart_every, {**p.app, **(app or {})},
+             env or {})
     with using(pool) as servers:
         log, outcome = soak(p, servers)
     verdict = analyse(log, p.warmup, p.seconds)
     if samples is not None:
-        samples.write_text(json.dumps({**asdict(log), "outcome": outcome, "env": p.env}))
+        samples.write_text(json.dumps({**asdict(log), "outcome": outcome, "env": p.env,
+                                       "app": p.app}))
     if plot is not None or size == "full":
         draw(log, verdict, p.warmup, plot or PLOT, f"soak, {p.seconds / 60:g} minutes")
     return results(verdict, outcome, log)
@@ -306,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the raw samples here")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="set in the app's environment (e.g. MALLOC_ARENA_MAX=2)")
+    parser.add_argument("--probe", type=Path, metavar="JSONL",
+                        help="diagnostics: the app appends glibc's and pymalloc's accounts "
+                        "(in use, freed but kept, arenas) here every 30 s")
+    parser.add_argument("--without", action="append", default=[], metavar="SERVICE",
+                        choices=["flapper", "sickly", "churn", "influx", "postgres"],
+                        help="diagnostics: leave one churn source out (repeatable)")
     parser.add_argument("--append", type=Path, metavar="MARKDOWN",
                         help="append the section to this file (e.g. docs/performance.md)")
     args = parser.parse_args(argv)
@@ -315,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     began = datetime.datetime.now(datetime.timezone.utc)
     clock = time.perf_counter()
     env = dict(item.split("=", 1) for item in args.env)
-    rows = run("full", minutes=args.minutes, plot=args.plot, samples=args.samples, env=env)
+    app: dict[str, Any] = {"without": args.without} if args.without else {}
+    if args.probe:
+        app |= {"probe": 30.0, "probe_file": str(args.probe.resolve())}
+    rows = run("full", minutes=args.minutes, plot=args.plot, samples=args.samples, env=env,
+               app=app)
     text = markdown(rows, command, began, time.perf_counter() - clock)
     print(text)
     if args.append:
