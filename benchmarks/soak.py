@@ -12,7 +12,9 @@ second. After a warm-up the RSS slope is fitted (least squares) and extrapolated
 fd and thread growth is the highest count in the last third of the measured span minus the
 highest in its first third (counts move with connections and churned threads in flight,
 so the peaks of equal spans are compared). ``python -m benchmarks.soak --minutes N`` runs it
-alone and draws the plot (docs/soak.png).
+alone and draws the plot (docs/soak.png). To find what grows: ``--env NAME=VALUE`` sets an
+allocator variable in the app, ``--probe FILE`` records glibc's and pymalloc's own accounts
+every 30 s, ``--without SERVICE`` leaves one churn source out.
 """
 
 from __future__ import annotations
