@@ -47,17 +47,38 @@ PLOT = ROOT / "docs" / "soak.png"
 FIGURE = "soak.png"  # the plot, as docs/performance.md links it
 
 #: Shown in docs/performance.md when a goal is missed.
-LIMITS = """*RSS slope* (missed on this machine, 2026-11-29): 1.1 MiB over 13 minutes after the warm-up,
-5.8 MiB/hour extrapolated, 4.8 MiB/hour over the second half alone (an earlier 12-minute run
-on the code before the influx package split: 0.4 MiB, 2.85 MiB/hour). Not found yet. What
-was ruled out: Python objects. `tracemalloc` in the app (4 minutes, snapshots at 72 s and
-228 s) put the traced heap at 30.7 and 30.5 MiB: no lifecycle structure grows (bounded
-history holds). The process's `[heap]` mapping stayed at 16.5 MiB; the growth is in
-anonymous mappings (32.5 to 34.5 MiB in 8 minutes): glibc's per-thread malloc arenas
-(tens of thousands of churned threads, the spool's SQLite page cache, asyncpg and aiohttp
-buffers) or pymalloc arenas kept by fragmentation. Next step: a run of an hour or more to
-see whether it levels off, with `MALLOC_ARENA_MAX=2`, and memray's native mode to name the
-allocating site. File descriptors and threads do not grow.
+LIMITS = """*RSS slope* with glibc's default malloc settings (analysed 2026-11-29, hour-long runs): no
+leak of ours; memory the allocators were given back and keep, levelling off after 20-30
+minutes. `--env MALLOC_ARENA_MAX=2` met the goal (docs/deployment.md).
+
+- **Live memory is flat.** pymalloc's arena count stayed at 32 and its allocated blocks at
+  about 330,000; glibc's bytes in live allocations (`mallinfo2().uordblks`) went 15.70 ->
+  15.73 MiB in 12 minutes while the bytes freed but kept (`fordblks`) went 1.64 -> 2.13 MiB
+  (`--minutes 14 --probe FILE`).
+- **Where RSS went** (`/proc/PID/smaps` every 30 s, default run, minute 1 -> 59): the main
+  heap (`[heap]`) 15.7 -> 16.6 MiB (up to 16.7, trimmed back twice), glibc's thread arenas
+  0.7 -> 1.6 MiB (8 arenas), pages of pymalloc's arenas touched for the first time
+  8.6 -> 9.7 MiB; thread stacks, file mappings and the other anonymous mappings flat. With
+  `MALLOC_ARENA_MAX=2` the thread arenas stayed at 0.3 MiB and the heap went up and down
+  between 16.2 and 16.9 MiB.
+- **The main heap**: glibc maps a block above 128 KiB on its own and unmaps it when freed,
+  until the first such block is freed; then it raises that threshold and later big blocks
+  are cut from the heap. The `InfluxWriter`'s batch bodies (up to 5,000 points, 100-300 KiB
+  after a stall) vary in size, and the holes they leave rarely fit the next one. With the
+  threshold fixed (`--env MALLOC_MMAP_THRESHOLD_=131072`, 13 minutes) glibc's heaps held
+  16.87 -> 16.82 MiB and `fordblks` 1.23 -> 1.10 MiB; without the writer
+  (`--without influx`) `fordblks` stayed at 1.57 MiB from minute 6 on.
+- **glibc's thread arenas** (up to 8 per core): the spool's SQLite calls run on worker
+  threads, and each arena they touch keeps free space of its own. Without the writer they
+  stayed at 0.03 MiB though 31,000 threads were churned. Thread churn alone is not the
+  cause: with no churned threads RSS rose as before (+3.8 MiB/hour over 12 minutes).
+- **pymalloc**: first touches of its arenas' pages, in steps of a few hundred KiB, bounded
+  by the arena count (flat at 32 arenas of 1 MiB).
+- Ruled out as well: PostgreSQL restarts (`--without postgres`: +3.2 MiB/hour over 12
+  minutes), the flapping services (`--without flapper --without sickly`: +8.0),
+  `malloc_trim(0)` every 30 s (+2.2: the holes lie in pages still partly used). Short runs
+  are noisy (one step of a few hundred KiB moves a 12-minute slope by 1-2 MiB/hour); the
+  hour-long runs are the figures to trust.
 """
 
 SUBJECTS = {
