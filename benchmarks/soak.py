@@ -56,7 +56,7 @@ minutes. `--env MALLOC_ARENA_MAX=2` met the goal (docs/deployment.md).
   15.73 MiB in 12 minutes while the bytes freed but kept (`fordblks`) went 1.64 -> 2.13 MiB
   (`--minutes 14 --probe FILE`).
 - **Where RSS went** (`/proc/PID/smaps` every 30 s, default run, minute 1 -> 59): the main
-  heap (`[heap]`) 15.7 -> 16.6 MiB (up to 16.7, trimmed back twice), glibc's thread arenas
+  heap (`[heap]`) 15.7 -> 16.6 MiB (up to 16.8, trimmed back once, at minute 35), glibc's thread arenas
   0.7 -> 1.6 MiB (8 arenas), pages of pymalloc's arenas touched for the first time
   8.6 -> 9.7 MiB; thread stacks, file mappings and the other anonymous mappings flat. With
   `MALLOC_ARENA_MAX=2` the thread arenas stayed at 0.3 MiB and the heap went up and down
