@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import cProfile
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 #: Set by the child process when it profiles; enabled only inside a Clock.
 profiler: cProfile.Profile | None = None
+#: Set when instructions are counted (benchmarks._instructions): called on entering and on
+#: leaving the region, so valgrind counts only the measured work.
+toggle: Callable[[], object] | None = None
 
 
 class Clock:
@@ -24,11 +28,15 @@ class Clock:
     def __enter__(self) -> Clock:
         if profiler is not None:
             profiler.enable()
+        if toggle is not None:
+            toggle()
         self.began = time.perf_counter()
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.elapsed = time.perf_counter() - self.began
+        if toggle is not None:
+            toggle()
         if profiler is not None:
             profiler.disable()

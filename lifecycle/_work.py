@@ -9,132 +9,133 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import anyio.abc
 
-from ._backend import now
-from ._bounded import Job, Result
+from ._backend import now, spawn_detached
+from ._bounded import Result
 from .outcome import Outcome
 from .stacks import coroutine_stack
 
 
-class WorkHost:
-    """A service's tasks (``run()``, loops, ``spawn()``) in one task group nobody awaits.
+class _Task:
+    """One task a service spawned: what it runs (for its stack) and how to cancel it."""
 
-    The group lives in a detached task, so when a task ignores cancellation the close can
-    abandon the whole group instead of hanging on it.
+    __slots__ = ("cancelled", "coro", "handle", "name", "scope")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.coro: object = None
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+        self.handle: object = None  # the backend's task, referenced while it runs
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class WorkHost:
+    """A service's tasks (``run()``, loops, ``spawn()``), each running detached.
+
+    Nobody awaits them structurally, so when a task ignores cancellation the close can
+    abandon it instead of hanging on it. Each runs in its own cancel scope; the close waits
+    for the set of running tasks to empty, cancels what is left at its deadline, and names
+    what ignored the cancellation. A host whose tasks have all ended closes at once, with
+    no await: most services' loops end in the loop turn after the shutdown is announced.
     """
 
     def __init__(self, label: str, on_error: Callable[[str, BaseException], None]) -> None:
         self._label = label
         self._on_error = on_error
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._release: anyio.Event | None = None  # both made with the host task, if ever
-        self._changed: anyio.Event | None = None
+        self._emptied: anyio.Event | None = None  # made when the close waits for the tasks
         self._closed = False
-        self._running: dict[int, tuple[str, object]] = {}
+        self._running: dict[int, _Task] = {}
         self._next_key = 0
         self._interrupted = False
-        self._job: Job | None = None
         self._context: contextvars.Context | None = None
-        self._pending: list[tuple[int, Callable[..., Awaitable[Any]], tuple[Any, ...], str]] = []
         self.spawned = 0
 
     def open(self, context: contextvars.Context) -> None:
-        """Remember the context; the host task starts with the first spawn (most services
-        never spawn anything, and a task per service is most of what a start costs)."""
+        """Remember the context every spawned task runs in (a copy of it)."""
         self._context = context
 
-    async def _host(self) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            pending, self._pending = self._pending, []
-            for call in pending:
-                self._start(tg, *call)
-            assert self._release is not None
-            await self._release.wait()
+    @property
+    def idle(self) -> bool:
+        """No task is running: closing now would wait for nothing."""
+        return not self._running
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None:
         if self._closed:
             raise RuntimeError(f"service {self._label!r} cannot spawn {name!r}: its tasks are "
                                "already closed")
-        if self._job is None:
-            assert self._context is not None, "open() first"
-            self._release, self._changed = anyio.Event(), anyio.Event()
-            self._job = Job(self._host, (), f"{self._label}.tasks")
-            self._job.start(self._context)
+        assert self._context is not None, "open() first"
         key = self._next_key
         self._next_key += 1
         self.spawned += 1
-        self._running[key] = (name, None)
-        if self._tg is None:
-            self._pending.append((key, fn, args, name))  # the host task starts them
-        else:
-            self._start(self._tg, key, fn, args, name)
+        task = self._running[key] = _Task(name)
+        task.handle = spawn_detached(functools.partial(self._wrap, key, task, fn, args), self._context,
+                                     f"{self._label}.{name}")
 
-    def _start(self, tg: anyio.abc.TaskGroup, key: int, fn: Callable[..., Awaitable[Any]],
-               args: tuple[Any, ...], name: str) -> None:
-        tg.start_soon(self._wrap, key, fn, args, name, name=f"{self._label}.{name}")
-
-    async def _wrap(self, key: int, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...],
-                    name: str) -> None:
+    async def _wrap(self, key: int, task: _Task, fn: Callable[..., Awaitable[Any]],
+                    args: tuple[Any, ...]) -> None:
         try:
-            coro = fn(*args)
-            self._running[key] = (name, coro)
-            await coro
+            with anyio.CancelScope() as scope:
+                task.scope = scope
+                if task.cancelled:
+                    scope.cancel()
+                coro = task.coro = fn(*args)
+                await coro
         except anyio.get_cancelled_exc_class():
-            raise
+            raise  # cancelled from outside our scope: the event loop itself is ending
         except BaseException as exc:  # SystemExit too: recorded by the owner, never lost
-            self._on_error(name, exc)
+            self._on_error(task.name, exc)
         finally:
             del self._running[key]
-            if self._changed is not None:
-                self._changed.set()
+            if not self._running and self._emptied is not None:
+                self._emptied.set()
 
     def interrupt(self) -> None:
         """A forced shutdown: stop waiting for tasks to end by themselves."""
         self._interrupted = True
-        if self._changed is not None:
-            self._changed.set()
+        if self._emptied is not None:
+            self._emptied.set()
 
     def stacks(self) -> str:
-        return "".join(f"task {name}:\n{coroutine_stack(coro)}"
-                       for name, coro in list(self._running.values()))
+        return "".join(f"task {task.name}:\n{coroutine_stack(task.coro)}"
+                       for task in list(self._running.values()))
+
+    async def _until_idle(self, seconds: float, interruptible: bool) -> None:
+        """Wait up to ``seconds`` for every task to end (or, if ``interruptible``, for a
+        forced shutdown)."""
+        end = now() + seconds
+        while self._running and not (interruptible and self._interrupted):
+            remaining = end - now()
+            if remaining <= 0:
+                return
+            emptied = self._emptied = anyio.Event()
+            with anyio.move_on_after(remaining):
+                await emptied.wait()
 
     async def close(self, deadline: float, grace: float) -> Result:
         """Give the tasks ``deadline`` seconds to end, then cancel, then abandon."""
         began = now()
         self._closed = True
-        if self._job is None or self._release is None:  # nothing was ever spawned
-            return Result(Outcome.OK, 0.0)
-        end = began + deadline
-        while self._running and not self._interrupted:
-            remaining = end - now()
-            if remaining <= 0:
-                break
-            with anyio.move_on_after(remaining):
-                assert self._changed is not None
-                await self._changed.wait()
-            self._changed = anyio.Event()
-        self._release.set()
-        stack = None
-        names = ""
         if self._running:
-            names = ", ".join(sorted({name for name, _ in self._running.values()}))
-            stack = self.stacks()
-            self._job.cancel()
-        with anyio.move_on_after(grace):
-            await self._job.done.wait()
+            await self._until_idle(deadline, interruptible=True)
+        if not self._running:
+            return Result(Outcome.OK, now() - began)
+        names = ", ".join(sorted({task.name for task in self._running.values()}))
+        stack = self.stacks()
+        for task in list(self._running.values()):
+            task.cancel()
+        await self._until_idle(grace, interruptible=False)
         elapsed = now() - began
-        if not self._job.done.is_set():
-            return Result(Outcome.ABANDONED, elapsed, RuntimeError(f"task(s) ignored cancellation: {names}"),
-                          stack)
-        if stack is not None:
-            why = "forced" if self._interrupted else f"still running after {deadline:g}s"
-            error = RuntimeError(f"cancelled task(s) {why}: {names}")
-            return Result(Outcome.CANCELLED, elapsed, error, stack)
-        if self._job.error is not None:
-            return Result(Outcome.ERROR, elapsed, self._job.error)
-        return Result(Outcome.OK, elapsed)
+        if self._running:
+            return Result(Outcome.ABANDONED, elapsed,
+                          RuntimeError(f"task(s) ignored cancellation: {names}"), stack)
+        why = "forced" if self._interrupted else f"still running after {deadline:g}s"
+        return Result(Outcome.CANCELLED, elapsed, RuntimeError(f"cancelled task(s) {why}: {names}"),
+                      stack)
 
 
 class OwnedThreads:
