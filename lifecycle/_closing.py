@@ -10,6 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 from ._backend import now
 from ._bounded import Deadline
@@ -22,6 +23,7 @@ from .events import (
     ServiceStopped,
     Stopped,
 )
+from .graph import levels
 from .observe import detach_observers
 
 if TYPE_CHECKING:
@@ -72,10 +74,14 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
     for rt in sup._runtimes.values():
         rt.end_drain()  # wait_drained() returns: the stop stages come next
     started = [rt for rt in sup._runtimes.values() if rt.started]
+    await let_announced_work_end(started)
     stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
     async with anyio.create_task_group() as tg:
-        for rt in started:
-            tg.start_soon(close_one, sup, rt, stopped, deadline)
+        for rt in close_order(sup, started):
+            if not waits_for(sup, rt, stopped) and rt.closes_at_once():
+                await close_one(sup, rt, stopped, deadline)  # returns without an await
+            else:
+                tg.start_soon(close_one, sup, rt, stopped, deadline)
     for rt in started:
         try:
             facts = rt.active.report_details()
@@ -85,11 +91,36 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
         if facts:
             sup.emit(DetailsReported(rt.name, details=facts))
 
+async def let_announced_work_end(started: list[ServiceRuntime]) -> None:
+    """Give tasks that only had to wake up on the announcement the loop turn to end in.
+
+    An idle ``@every`` loop or a ``wait_shutdown()`` ends in the turn after the stop is
+    announced; once it has, its service closes at once, without a task or a wait of its
+    own. Two turns at most (trio may run this task before the woken ones in a turn); what
+    is still running then is closed under its deadlines as usual.
+    """
+    for _ in range(2):
+        if all(rt.host is None or rt.host.idle for rt in started):
+            return
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+
+def close_order(sup: Supervisor, started: list[ServiceRuntime]) -> list[ServiceRuntime]:
+    """Dependents before their dependencies, so that a chain of services that stop at once
+    closes in one pass."""
+    by_name = {rt.name: rt for rt in started}
+    return [by_name[name] for level in reversed(levels(sup._by_name)) for name in level
+            if name in by_name]
+
+def waits_for(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event]) -> list[anyio.Event]:
+    """What ``rt`` must wait for before it stops: its dependents still closing."""
+    return [stopped[d] for d in sup._dependents[rt.name] if d in stopped and not stopped[d].is_set()]
+
 async def close_one(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
                      deadline: Deadline) -> None:
+    """Close one service once its dependents have stopped (as a task of its own when it
+    has anything to wait for; called inline when it closes at once)."""
     try:
-        waits = [stopped[d] for d in sup._dependents[rt.name]
-                 if d in stopped and not stopped[d].is_set()]
+        waits = waits_for(sup, rt, stopped)
         if waits:  # (a scope only when there is something to wait for: most have none)
             with anyio.move_on_after(max(deadline.hard_remaining(), 0.0)):
                 for event in waits:

@@ -35,6 +35,11 @@ log = logging.getLogger("lifecycle")
 
 
 
+def runs_code(hook: Callable[[], Awaitable[None]]) -> bool:
+    """False for the inherited no-op ``stop()``: nothing to run, bound or wait for."""
+    return getattr(hook, "__func__", None) is not Service.stop
+
+
 class Core(Protocol):
     """What a runtime needs from its supervisor."""
 
@@ -328,6 +333,13 @@ class ServiceRuntime:
         """The drain is over: ``wait_drained()`` returns, the stop stages come next."""
         self.token.end_drain()
 
+    def closes_at_once(self) -> bool:
+        """Nothing in this close would wait: no task running, no stop hook to run, no
+        thread alive. The close then needs no task of its own."""
+        return ((self.host is None or self.host.idle)
+                and not any(runs_code(getattr(self.active, s.name)) for s in self.active.stages())
+                and not self.threads.alive())
+
     async def close(self, deadline: Deadline, forced: Callable[[], bool],
                     then: Phase = Phase.STOPPED) -> dict[str, StageRecord]:
         """Wind down owned work, then run each stop stage; every wait capped by ``deadline``.
@@ -367,7 +379,7 @@ class ServiceRuntime:
                 continue
             wait = min(stage.timeout, budget)
             method = getattr(svc, stage.name)
-            if getattr(method, "__func__", None) is Service.stop:
+            if not runs_code(method):
                 res = Result(Outcome.OK, 0.0)  # the inherited no-op: nothing to run or bound
             else:
                 res = await self.core.jobs.run(method, deadline=wait, context=self.context,

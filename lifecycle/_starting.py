@@ -16,8 +16,10 @@ from ._phase import Phase
 from ._supervisor_state import SupervisorState
 from .events import AllStarted, ServiceDegraded, ServiceStarted, ServiceStartFailed, StartupFinished
 from .fallback import Fallback
+from .graph import levels
 from .outcome import Outcome
 from .report import StartRecord
+from .service import Service
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
@@ -38,8 +40,12 @@ async def start_all(sup: Supervisor) -> bool:
         async with anyio.create_task_group() as tg:
             tg.start_soon(interrupt_starts_on_request, sup)
             async with anyio.create_task_group() as starters:
-                for rt in sup._runtimes.values():
-                    starters.start_soon(start_one, sup, rt, done, records)
+                for level in levels(sup._by_name):
+                    for rt in (sup._runtimes[name] for name in level):
+                        if starts_at_once(rt, done):
+                            await start_one(sup, rt, done, records)  # returns without an await
+                        else:
+                            starters.start_soon(start_one, sup, rt, done, records)
             tg.cancel_scope.cancel()
     except BaseException:
         cancelled = True
@@ -77,6 +83,12 @@ async def startup_cancelled(sup: Supervisor, records: dict[str, StartRecord]) ->
         if in_flight:
             with anyio.CancelScope(shield=True):
                 await rt.start_cancelled()
+
+def starts_at_once(rt: ServiceRuntime, done: dict[str, anyio.Event]) -> bool:
+    """Nothing in this start would wait: its dependencies have started and it has no
+    ``start()`` of its own to run. The start then needs no task of its own."""
+    return (all(done[dep].is_set() for dep in rt.declared.depends_on)
+            and all(type(cand).start is Service.start for cand in rt.candidates))
 
 async def interrupt_starts_on_request(sup: Supervisor) -> None:
     assert sup._requested is not None
