@@ -5,20 +5,25 @@ Every error is a :class:`ConfigError` that names the service, raised before anyt
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
+import types
 
 from .errors import ConfigError
 from .policy import RestartPolicy
 from .service import Service
-from .stage import Stage
+from .stage import Stage, check_timeout
 
 HOOKS = ("start", "run", "stop", "check")
 
 
 def validate_service(service: Service) -> None:
-    """Raise ConfigError naming ``service`` for anything wrong with its declarations."""
-    from .stage import check_timeout
+    """Raise ConfigError naming ``service`` for anything wrong with its declarations.
 
+    Messages are built only for what is wrong: a supervisor of a thousand services checks
+    every one of them, and formatting the names of valid settings was most of that cost.
+    """
     if not hasattr(service, "_stop_token"):
         raise ConfigError(f"{type(service).__name__} {getattr(service, 'name', '')!r}: its "
                           "__init__ did not call super().__init__()")
@@ -37,8 +42,9 @@ def validate_service(service: Service) -> None:
                  "grace_period", "cooldown", "reload_timeout"):
         if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
             continue  # zero grace or cooldown is allowed
-        check_timeout(getattr(service, attr), f"{who}: {attr}")
-    if service.tasks_timeout is not None:
+        if not _plain_timeout(getattr(service, attr)):
+            check_timeout(getattr(service, attr), f"{who}: {attr}")
+    if service.tasks_timeout is not None and not _plain_timeout(service.tasks_timeout):
         check_timeout(service.tasks_timeout, f"{who}: tasks_timeout")
     if service.restart_strategy is not None:
         from .strategy import check_strategy
@@ -59,9 +65,9 @@ def validate_service(service: Service) -> None:
             validate_service(candidate)
         return
     for hook in HOOKS:
-        _require_async(service, hook, f"{who}: {hook}()")
+        _require_async(service, hook, who, "")
     for attr in service.loops:
-        _require_async(service, attr, f"{who}: @every method {attr}()")
+        _require_async(service, attr, who, "@every method ")
     stages = service._declared_stages()
     if not stages:
         raise ConfigError(f"{who} has no stop stages")
@@ -77,14 +83,33 @@ def validate_service(service: Service) -> None:
                               "which is not a stop stage; give the stage's method another name")
         if not callable(getattr(service, stage.name, None)):
             raise ConfigError(f"{who}: stage {stage.name!r} has no method {stage.name}()")
-        _require_async(service, stage.name, f"{who}: stage method {stage.name}()")
+        _require_async(service, stage.name, who, "stage method ")
 
 
-def _require_async(service: Service, attr: str, what: str) -> None:
+def _plain_timeout(value: object) -> bool:
+    """The common case of ``check_timeout`` (a positive finite int or float), without
+    building the message it would need to fail."""
+    return (type(value) is float or type(value) is int) and 0 < value < math.inf
+
+
+def _require_async(service: Service, attr: str, who: str, kind: str) -> None:
     fn = getattr(service, attr, None)
-    if fn is not None and not inspect.iscoroutinefunction(fn):
-        raise ConfigError(f"{what} must be an async def (it is {type(fn).__name__} "
-                          f"{getattr(fn, '__qualname__', fn)!r})")
+    if fn is not None and not _is_async(getattr(fn, "__func__", fn)):
+        raise ConfigError(f"{who}: {kind}{attr}() must be an async def (it is "
+                          f"{type(fn).__name__} {getattr(fn, '__qualname__', fn)!r})")
+
+
+def _is_async(fn: object) -> bool:
+    """``inspect.iscoroutinefunction``, remembered for plain functions (the same few
+    methods are checked on every instance of a class)."""
+    if type(fn) is types.FunctionType:
+        return _async_function(fn)
+    return inspect.iscoroutinefunction(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _async_function(fn: types.FunctionType) -> bool:
+    return inspect.iscoroutinefunction(fn)
 
 
 def check_leak_option(value: object) -> None:
