@@ -25,6 +25,7 @@ from .events import (
 )
 from .graph import levels
 from .observe import detach_observers
+from .service import Service
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
@@ -83,6 +84,8 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
             else:
                 tg.start_soon(close_one, sup, rt, stopped, deadline)
     for rt in started:
+        if type(rt.active).report_details is Service.report_details:
+            continue  # the inherited hook has no facts to give
         try:
             facts = rt.active.report_details()
         except Exception as exc:  # a user hook: recorded, and the close goes on

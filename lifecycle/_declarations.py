@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import types
 
 from .errors import ConfigError
 from .policy import RestartPolicy
 from .service import Service
-from .stage import Stage, check_timeout
+from .stage import Stage, check_timeout, plain_timeout
 
 HOOKS = ("start", "run", "stop", "check")
 
@@ -42,9 +41,9 @@ def validate_service(service: Service) -> None:
                  "grace_period", "cooldown", "reload_timeout"):
         if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
             continue  # zero grace or cooldown is allowed
-        if not _plain_timeout(getattr(service, attr)):
+        if not plain_timeout(getattr(service, attr)):
             check_timeout(getattr(service, attr), f"{who}: {attr}")
-    if service.tasks_timeout is not None and not _plain_timeout(service.tasks_timeout):
+    if service.tasks_timeout is not None and not plain_timeout(service.tasks_timeout):
         check_timeout(service.tasks_timeout, f"{who}: tasks_timeout")
     if service.restart_strategy is not None:
         from .strategy import check_strategy
@@ -84,12 +83,6 @@ def validate_service(service: Service) -> None:
         if not callable(getattr(service, stage.name, None)):
             raise ConfigError(f"{who}: stage {stage.name!r} has no method {stage.name}()")
         _require_async(service, stage.name, who, "stage method ")
-
-
-def _plain_timeout(value: object) -> bool:
-    """The common case of ``check_timeout`` (a positive finite int or float), without
-    building the message it would need to fail."""
-    return (type(value) is float or type(value) is int) and 0 < value < math.inf
 
 
 def _require_async(service: Service, attr: str, who: str, kind: str) -> None:

@@ -338,7 +338,7 @@ class ServiceRuntime:
         thread alive. The close then needs no task of its own."""
         return ((self.host is None or self.host.idle)
                 and not any(runs_code(getattr(self.active, s.name)) for s in self.active.stages())
-                and not self.threads.alive())
+                and not (self.threads.items and self.threads.alive()))
 
     async def close(self, deadline: Deadline, forced: Callable[[], bool],
                     then: Phase = Phase.STOPPED) -> dict[str, StageRecord]:
@@ -357,8 +357,11 @@ class ServiceRuntime:
         host = self.host
         if host is not None:  # stays reachable for a forced shutdown until it is closed
             first = svc.tasks_deadline()
-            wait = min(first, max(deadline.remaining(), 0.0))
-            res = await host.close(wait, deadline.grace_after(wait))
+            if host.idle:  # its tasks have all ended: nothing to wait for or cancel
+                wait, res = first, await host.close(0.0, 0.0)
+            else:
+                wait = min(first, max(deadline.remaining(), 0.0))
+                res = await host.close(wait, deadline.grace_after(wait))
             self.host = None
             if host.spawned or res.outcome != Outcome.OK:
                 why = None

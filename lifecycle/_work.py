@@ -118,10 +118,11 @@ class WorkHost:
 
     async def close(self, deadline: float, grace: float) -> Result:
         """Give the tasks ``deadline`` seconds to end, then cancel, then abandon."""
-        began = now()
         self._closed = True
-        if self._running:
-            await self._until_idle(deadline, interruptible=True)
+        if not self._running:
+            return Result(Outcome.OK, 0.0)
+        began = now()
+        await self._until_idle(deadline, interruptible=True)
         if not self._running:
             return Result(Outcome.OK, now() - began)
         names = ", ".join(sorted({task.name for task in self._running.values()}))

@@ -20,6 +20,12 @@ def check_timeout(value: object, what: str) -> float:
     return float(value)
 
 
+def plain_timeout(value: object) -> bool:
+    """The common case of :func:`check_timeout` (a positive finite int or float), checked
+    without building the message a failure would need: thousands of services check many."""
+    return (type(value) is float or type(value) is int) and 0 < value < math.inf
+
+
 @dataclass(frozen=True)
 class Stage:
     """One step of a close: the service's async method ``name`` runs under ``timeout`` seconds.
@@ -41,4 +47,6 @@ class Stage:
             raise ConfigError(f"stage name must be an identifier, got {self.name!r}")
         if self.name in RESERVED_STAGE_NAMES:
             raise ConfigError(f"stage name {self.name!r} is reserved by the supervisor")
-        object.__setattr__(self, "timeout", check_timeout(self.timeout, f"Stage {self.name!r}"))
+        timeout = self.timeout
+        object.__setattr__(self, "timeout", float(timeout) if plain_timeout(timeout)
+                           else check_timeout(timeout, f"Stage {self.name!r}"))
