@@ -53,24 +53,18 @@ GOAL = f"≤ 1.5{TIMES} raw anyio, and faster than every peer"
 
 #: Shown in docs/performance.md when lifecycle misses the goal (the profile follows it).
 LIMITS = """
-Raw anyio cancellation wakes each parked loop once. lifecycle's close does more per service
-by design, and every piece is an event-loop step or a task (tens of microseconds each in
-CPython through anyio), multiplied by N: the loop wakes from its shutdown event and its
-`_supervised` wrapper returns; the service's task host (a detached task holding a task
-group, so a task that ignores cancellation can be abandoned) must wake and exit;
-`_closing.close_one` is a task per service so independent services stop concurrently;
-each stage is recorded with its deadline and outcome (`ServiceRuntime._record`, a
-`StageFinished` event). aiomisc, the fastest peer, cancels every periodic task and gathers
-the `stop()` coroutines once, with no deadline per service, no record and no leak check.
-Cuts made after profiling this benchmark (about 330 ms before them): no task host until a
-service first spawns something, no detached job for inherited no-op hooks, no health-monitor
-teardown without a monitor, anyio `Event`s only where something waits, the loop's clock read
-without anyio's per-call backend lookup, the report formatted only when logged, and no
-creation-stack walk for the supervisor's own tasks. What remains is spread evenly over task
-creation (`asyncio.Task`, ~30 µs each with the leak-check hook), the host teardown and the
-per-stage records; 1.5x raw anyio (about 20 µs per service) is less than one extra task per
-service, so it is out of reach for a close that stops each service in its own task under its
-own deadlines. The profile below names where the time goes now.
+Raw anyio cancellation wakes each parked loop once. lifecycle's close wakes each loop once
+too (its stop event), and since issue 12 that is the only event-loop step per service: a
+service's tasks run detached in their own cancel scopes (no host task to wake and wind
+down), and a service whose tasks have all ended, with no stop hook to run, is closed inline
+by the close plan instead of in a task of its own. What remains per service is the loop's
+own wake-up (two anyio cancel scopes: the loop's wait and the task's own), then the records
+and events of the close: a `tasks` and a `stop` stage record, a `StageFinished` event per
+record and a `ServiceStopped` event (about 30 k instructions each, counted with
+`python -m benchmarks._instructions`), and the report's verdicts. aiomisc, the fastest
+peer, cancels every periodic task and gathers the `stop()` coroutines once, with no
+deadline per service, no record and no leak check. The profile below names where the time
+goes now.
 """
 
 
