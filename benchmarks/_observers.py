@@ -29,6 +29,7 @@ from typing import Any
 
 import lifecycle.observe
 from benchmarks import overhead, shutdown
+from benchmarks._instructions import without_probes
 
 
 def _cpu() -> float:
@@ -127,20 +128,10 @@ SAMPLES = {"overhead": overhead.sample_lifecycle, "shutdown": shutdown.sample_li
 def _child(variant: str, bench: str, n: int, samples: int) -> None:
     """Run ``samples`` samples with the default observers (``defaults``; the detector's
     probes off: they depend on wall time, which valgrind stretches 50-fold) or none."""
-    from lifecycle.blocking import BlockingDetector
-
     if variant == "none":
         lifecycle.observe.default_observers = lambda sup: []
     else:
-        saved = lifecycle.observe.default_observers
-
-        def without_probes(sup: Any) -> list[Any]:
-            found = saved(sup)
-            for observer in found:
-                if isinstance(observer, BlockingDetector):
-                    observer.interval = 1e9
-            return found
-        lifecycle.observe.default_observers = without_probes
+        without_probes()
     for _ in range(samples):
         SAMPLES[bench](n)
 
