@@ -23,7 +23,6 @@ from .events import (
     ServiceStopped,
     Stopped,
 )
-from .graph import levels
 from .observe import detach_observers
 from .service import Service
 
@@ -78,7 +77,7 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
     await let_announced_work_end(started)
     stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
     async with anyio.create_task_group() as tg:
-        for rt in close_order(sup, started):
+        for rt in reversed(started):  # dependents first, when declared after what they use
             if not waits_for(sup, rt, stopped) and rt.closes_at_once():
                 await close_one(sup, rt, stopped, deadline)  # returns without an await
             else:
@@ -106,13 +105,6 @@ async def let_announced_work_end(started: list[ServiceRuntime]) -> None:
         if all(rt.host is None or rt.host.idle for rt in started):
             return
         await anyio.lowlevel.cancel_shielded_checkpoint()
-
-def close_order(sup: Supervisor, started: list[ServiceRuntime]) -> list[ServiceRuntime]:
-    """Dependents before their dependencies, so that a chain of services that stop at once
-    closes in one pass."""
-    by_name = {rt.name: rt for rt in started}
-    return [by_name[name] for level in reversed(levels(sup._by_name)) for name in level
-            if name in by_name]
 
 def waits_for(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event]) -> list[anyio.Event]:
     """What ``rt`` must wait for before it stops: its dependents still closing."""

@@ -16,7 +16,6 @@ from ._phase import Phase
 from ._supervisor_state import SupervisorState
 from .events import AllStarted, ServiceDegraded, ServiceStarted, ServiceStartFailed, StartupFinished
 from .fallback import Fallback
-from .graph import levels
 from .outcome import Outcome
 from .report import StartRecord
 from .service import Service
@@ -40,12 +39,11 @@ async def start_all(sup: Supervisor) -> bool:
         async with anyio.create_task_group() as tg:
             tg.start_soon(interrupt_starts_on_request, sup)
             async with anyio.create_task_group() as starters:
-                for level in levels(sup._by_name):
-                    for rt in (sup._runtimes[name] for name in level):
-                        if starts_at_once(rt, done):
-                            await start_one(sup, rt, done, records)  # returns without an await
-                        else:
-                            starters.start_soon(start_one, sup, rt, done, records)
+                for rt in sup._runtimes.values():  # (usually declared dependencies first)
+                    if starts_at_once(rt, done):
+                        await start_one(sup, rt, done, records)  # returns without an await
+                    else:
+                        starters.start_soon(start_one, sup, rt, done, records)
             tg.cancel_scope.cancel()
     except BaseException:
         cancelled = True
