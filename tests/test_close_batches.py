@@ -62,9 +62,11 @@ async def test_services_that_wait_for_nothing_start_and_close_without_a_task_eac
     assert closing.created < 10, closing.created
 
 
-async def test_a_chain_of_services_that_stop_at_once_stops_dependents_first() -> None:
-    # declared dependencies first, so that declaration order alone would stop them wrongly
+@pytest.mark.parametrize("declared", ["dependencies first", "dependents first"])
+async def test_a_chain_of_services_that_stop_at_once_stops_dependents_first(declared: str) -> None:
     chain = [Service(name="a"), Idle(name="b", depends_on="a"), Service(name="c", depends_on="b")]
+    if declared == "dependents first":  # the close visits a before c: a must wait for b, c
+        chain.reverse()
     sup = Supervisor(chain, log_report=False, leak_check=False)
     stopped: list[str] = []
 
