@@ -85,7 +85,7 @@ async def startup_cancelled(sup: Supervisor, records: dict[str, StartRecord]) ->
 def starts_at_once(rt: ServiceRuntime, done: dict[str, anyio.Event]) -> bool:
     """Nothing in this start would wait: its dependencies have started and it has no
     ``start()`` of its own to run. The start then needs no task of its own."""
-    return (all(type(cand).start is Service.start for cand in rt.candidates)
+    return (all(type(cand).start is Service.start for cand in rt.declared.members())
             and all(done[dep].is_set() for dep in rt.declared.depends_on))
 
 async def interrupt_starts_on_request(sup: Supervisor) -> None:
