@@ -78,7 +78,7 @@ async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None
     stopped = {rt.name: anyio.Event() for rt in started if rt.declared.depends_on}
     async with anyio.create_task_group() as tg:
         for rt in reversed(started):  # dependents first, when declared after what they use
-            if not waits_for(sup, rt, stopped) and rt.closes_at_once():
+            if not waits_for(sup, rt, stopped) and closes_at_once(rt):
                 await close_one(sup, rt, stopped, deadline)  # returns without an await
             else:
                 tg.start_soon(close_one, sup, rt, stopped, deadline)
@@ -105,6 +105,13 @@ async def let_announced_work_end(started: list[ServiceRuntime]) -> None:
         if all(rt.host is None or rt.host.idle for rt in started):
             return
         await anyio.lowlevel.cancel_shielded_checkpoint()
+
+def closes_at_once(rt: ServiceRuntime) -> bool:
+    """Nothing in this close would wait: no task running, no stop hook to run, no thread
+    alive. The close then needs no task of its own."""
+    svc = rt.active
+    return ((rt.host is None or rt.host.idle) and not any(svc.does_work(s) for s in svc.stages())
+            and not (rt.threads.items and rt.threads.alive()))
 
 def waits_for(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event]) -> list[anyio.Event]:
     """What ``rt`` must wait for before it stops: its dependents still closing."""

@@ -35,11 +35,6 @@ log = logging.getLogger("lifecycle")
 
 
 
-def runs_code(hook: Callable[[], Awaitable[None]]) -> bool:
-    """False for the inherited no-op ``stop()``: nothing to run, bound or wait for."""
-    return getattr(hook, "__func__", None) is not Service.stop
-
-
 class Core(Protocol):
     """What a runtime needs from its supervisor."""
 
@@ -333,13 +328,6 @@ class ServiceRuntime:
         """The drain is over: ``wait_drained()`` returns, the stop stages come next."""
         self.token.end_drain()
 
-    def closes_at_once(self) -> bool:
-        """Nothing in this close would wait: no task running, no stop hook to run, no
-        thread alive. The close then needs no task of its own."""
-        return ((self.host is None or self.host.idle)
-                and not any(runs_code(getattr(self.active, s.name)) for s in self.active.stages())
-                and not (self.threads.items and self.threads.alive()))
-
     async def close(self, deadline: Deadline, forced: Callable[[], bool],
                     then: Phase = Phase.STOPPED) -> dict[str, StageRecord]:
         """Wind down owned work, then run each stop stage; every wait capped by ``deadline``.
@@ -357,11 +345,8 @@ class ServiceRuntime:
         host = self.host
         if host is not None:  # stays reachable for a forced shutdown until it is closed
             first = svc.tasks_deadline()
-            if host.idle:  # its tasks have all ended: nothing to wait for or cancel
-                wait, res = first, await host.close(0.0, 0.0)
-            else:
-                wait = min(first, max(deadline.remaining(), 0.0))
-                res = await host.close(wait, deadline.grace_after(wait))
+            wait = min(first, max(deadline.remaining(), 0.0))
+            res = await host.close(wait, deadline.grace_after(wait))
             self.host = None
             if host.spawned or res.outcome != Outcome.OK:
                 why = None
@@ -382,7 +367,7 @@ class ServiceRuntime:
                 continue
             wait = min(stage.timeout, budget)
             method = getattr(svc, stage.name)
-            if not runs_code(method):
+            if getattr(method, "__func__", None) is Service.stop:
                 res = Result(Outcome.OK, 0.0)  # the inherited no-op: nothing to run or bound
             else:
                 res = await self.core.jobs.run(method, deadline=wait, context=self.context,
