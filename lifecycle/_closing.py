@@ -27,11 +27,11 @@ from .observe import detach_observers
 from .service import Service
 
 if TYPE_CHECKING:
+    from ._plans import Plans
     from ._runtime import ServiceRuntime
-    from .supervisor import Supervisor
 
 
-async def close_all(sup: Supervisor) -> None:
+async def close_all(sup: Plans) -> None:
     """The cascading close: announce, stop in reverse dependency order, check leaks, report.
 
     One deadline (``shutdown_timeout`` from now) caps every wait in it, and every user
@@ -56,7 +56,7 @@ async def close_all(sup: Supervisor) -> None:
         sup.emit(Stopped(None, exit_code=int(sup.report.exit_code), ok=sup.report.ok))
         detach_observers(sup._detach)  # the run's observers saw Stopped: the report is complete
 
-async def stop_all(sup: Supervisor, deadline: Deadline, was_ready: bool) -> None:
+async def stop_all(sup: Plans, deadline: Deadline, was_ready: bool) -> None:
     for rt in sup._runtimes.values():
         rt.announce()
     await sup.reloads.close()
@@ -113,11 +113,11 @@ def closes_at_once(rt: ServiceRuntime) -> bool:
     return ((rt.host is None or rt.host.idle) and not any(svc.does_work(s) for s in svc.stages())
             and not (rt.threads.items and rt.threads.alive()))
 
-def waits_for(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event]) -> list[anyio.Event]:
+def waits_for(sup: Plans, rt: ServiceRuntime, stopped: dict[str, anyio.Event]) -> list[anyio.Event]:
     """What ``rt`` must wait for before it stops: its dependents still closing."""
     return [stopped[d] for d in sup._dependents[rt.name] if d in stopped and not stopped[d].is_set()]
 
-async def close_one(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
+async def close_one(sup: Plans, rt: ServiceRuntime, stopped: dict[str, anyio.Event],
                      deadline: Deadline) -> None:
     """Close one service once its dependents have stopped (as a task of its own when it
     has anything to wait for; called inline when it closes at once)."""
@@ -135,7 +135,7 @@ async def close_one(sup: Supervisor, rt: ServiceRuntime, stopped: dict[str, anyi
         if rt.name in stopped:
             stopped[rt.name].set()
 
-async def finish_leak_check(sup: Supervisor, deadline: Deadline) -> None:
+async def finish_leak_check(sup: Plans, deadline: Deadline) -> None:
     if sup._leaks is None:
         return
     left = 0.0 if sup._forced is not None and sup._forced.is_set() else deadline.hard_remaining()

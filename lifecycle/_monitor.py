@@ -32,7 +32,7 @@ from .report import RestartRecord
 from .service import Service
 
 if TYPE_CHECKING:
-    from ._runtime import ServiceRuntime
+    from ._core import Runtime
 
 
 def has_check(svc: Service) -> bool:
@@ -46,7 +46,7 @@ def has_recover(svc: Service) -> bool:
 class Monitor:
     """The health loop of one service; runs in the runtime's monitor host."""
 
-    def __init__(self, rt: ServiceRuntime) -> None:
+    def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         svc = rt.active
         self.stable_period = svc.restart.health_stable_period(svc.grace_period, svc.check_interval)

@@ -7,50 +7,30 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import anyio
 
 from ._backend import now
-from ._bounded import ABANDON_GRACE, UNBOUNDED, Deadline, Jobs, Result, unwrap
+from ._bounded import ABANDON_GRACE, UNBOUNDED, Deadline, Result, unwrap
 from ._context import current_service
+from ._core import Core
 from ._monitor import Monitor, has_check
 from ._phase import NEXT, PUBLIC, STAGES_RAN, STARTED, Phase
+from ._roles import SupervisorView
 from ._stoptoken import Stop, StopToken
 from ._supervised import EXIT_REQUESTS, run_loop, supervised
 from ._work import OwnedThreads, WorkHost
-from .events import Event, ServiceEscalated, ServiceStarting, StageFinished
+from .events import ServiceEscalated, ServiceStarting, StageFinished
 from .fallback import Fallback
 from .outcome import Outcome
 from .policy import RestartBudget
-from .report import Attempt, LifecycleReport, StageRecord, StartRecord
+from .report import Attempt, StageRecord, StartRecord
 from .service import Service, ServiceState
 from .stacks import thread_stacks
 
-if TYPE_CHECKING:
-    from .strategy import Cascades
-    from .supervisor import Supervisor
-
 log = logging.getLogger("lifecycle")
 
-
-
-class Core(Protocol):
-    """What a runtime needs from its supervisor."""
-
-    jobs: Jobs
-    report: LifecycleReport
-    origin: float  # now() when the supervisor began; report offsets count from it
-    cascades: Cascades  # the restart strategy
-
-    def emit(self, event: Event) -> None: ...
-    def scrub(self, text: str | None) -> str | None: ...
-    def describe(self, exc: BaseException | None) -> str | None: ...
-    def record_failure(self, service: str, where: str, exc: BaseException, action: str = "") -> None: ...
-    def request_shutdown(self, reason: str, *, failed: bool = False) -> None: ...
-    def resolve(self, name: str) -> Service: ...
-    @property
-    def shutdown_requested(self) -> bool: ...
 
 
 class ServiceRuntime:
@@ -60,10 +40,10 @@ class ServiceRuntime:
     the public ``Service.state``. Each field's invariant is written next to it.
     """
 
-    def __init__(self, declared: Service, supervisor: Supervisor) -> None:
+    def __init__(self, declared: Service, supervisor: Core) -> None:
         self.name = declared.name
         self.declared = declared  # as listed: a Service, or a Fallback whose members are tried
-        self.supervisor = supervisor  # what Service.supervisor returns
+        self.supervisor: SupervisorView[Service] = supervisor  # what Service.supervisor returns
         self.core: Core = supervisor  # the same object, seen through what the engine needs
         self.context = contextvars.copy_context()  # every hook and task of it runs in this
         self.context.run(current_service.set, self.name)

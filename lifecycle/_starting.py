@@ -21,11 +21,11 @@ from .report import StartRecord
 from .service import Service
 
 if TYPE_CHECKING:
+    from ._plans import Plans
     from ._runtime import ServiceRuntime
-    from .supervisor import Supervisor
 
 
-async def start_all(sup: Supervisor) -> bool:
+async def start_all(sup: Plans) -> bool:
     """Start every service as soon as its dependencies run; False if startup failed."""
     sup._prepare()
     sup.state = SupervisorState.STARTING
@@ -65,7 +65,7 @@ async def start_all(sup: Supervisor) -> bool:
     sup.emit(AllStarted(None, elapsed=elapsed))
     return True
 
-async def startup_cancelled(sup: Supervisor, records: dict[str, StartRecord]) -> None:
+async def startup_cancelled(sup: Plans, records: dict[str, StartRecord]) -> None:
     """The caller cancelled us mid-startup: record every start that never finished, and
     cancel what the ones in flight spawned (the close then stops what had started)."""
     sup.request_shutdown("cancelled during startup")
@@ -88,12 +88,12 @@ def starts_at_once(rt: ServiceRuntime, done: dict[str, anyio.Event]) -> bool:
     return (all(type(cand).start is Service.start for cand in rt.declared.members())
             and all(done[dep].is_set() for dep in rt.declared.depends_on))
 
-async def interrupt_starts_on_request(sup: Supervisor) -> None:
+async def interrupt_starts_on_request(sup: Plans) -> None:
     assert sup._requested is not None
     await sup._requested.wait()
     sup.jobs.interrupt_active()
 
-async def start_one(sup: Supervisor, rt: ServiceRuntime, done: dict[str, anyio.Event],
+async def start_one(sup: Plans, rt: ServiceRuntime, done: dict[str, anyio.Event],
                      records: dict[str, StartRecord]) -> None:
     try:
         for dep in rt.declared.depends_on:
@@ -125,7 +125,7 @@ async def start_one(sup: Supervisor, rt: ServiceRuntime, done: dict[str, anyio.E
         if rt.name in done:
             done[rt.name].set()
 
-def begin_leak_check(sup: Supervisor) -> None:
+def begin_leak_check(sup: Plans) -> None:
     if sup._leak_option is False or sup._leak_option is None:
         return
     from .leaks import LeakCheck

@@ -19,7 +19,7 @@ from .every import LoopSpec, every
 from .report import RestartRecord
 
 if TYPE_CHECKING:
-    from ._runtime import ServiceRuntime
+    from ._core import Runtime
     from .service import Service
 
 #: Exceptions that ask the process to exit. Raised inside a service's tasks they end that
@@ -34,7 +34,7 @@ async def run_loop(svc: Service, attr: str, spec: LoopSpec, done: list[int]) -> 
             return
         done[0] += 1
 
-async def supervised(rt: ServiceRuntime, where: str, body: Callable[[], Awaitable[Any]],
+async def supervised(rt: Runtime, where: str, body: Callable[[], Awaitable[Any]],
                      done: list[int] | None = None) -> None:
     """Run ``body``; on its end apply the restart policy (backoff, window, streak, escalation)."""
     svc = rt.active

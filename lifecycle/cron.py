@@ -21,14 +21,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._backend import now
 from .errors import ConfigError
-from .every import F, LoopMarker, LoopSpec, mark_loop
-
-if TYPE_CHECKING:
-    from .service import Service
+from .every import F, LoopMarker, LoopSpec, Ticking, mark_loop
 
 __all__ = ["CronSpec", "cron"]
 
@@ -80,7 +77,7 @@ class CronSpec(LoopSpec):
                 return placed.timestamp()
         raise RuntimeError(f"cron {self.expression!r}: no time found after {local}")
 
-    async def ticks(self, service: Service) -> AsyncIterator[int]:
+    async def ticks(self, service: Ticking) -> AsyncIterator[int]:
         origin_wall, origin = time.time(), now()
         last = float("-inf")
         count = 0

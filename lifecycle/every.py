@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from .stage import check_timeout
-
-if TYPE_CHECKING:
-    from .service import Service
 
 _ATTR: Final = "__lifecycle_every__"
 
@@ -43,10 +40,18 @@ class _Stop:
         return "every.STOP"
 
 
+class Ticking(Protocol):
+    """What a loop's schedule uses of its service (a ``Service``, which imports this
+    module): its shutdown-aware clock."""
+
+    def ticks(self, interval: float, *, immediate: bool = False) -> AsyncIterator[int]: ...
+    async def sleep(self, seconds: float) -> bool: ...
+
+
 class LoopSpec:
     """When a marked method runs: :meth:`ticks` yields once per run until shutdown begins."""
 
-    def ticks(self, service: Service) -> AsyncIterator[int]:
+    def ticks(self, service: Ticking) -> AsyncIterator[int]:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -59,7 +64,7 @@ class EverySpec(LoopSpec):
     interval: float  # seconds between ticks (fixed rate), > 0
     immediate: bool  # the first tick at once instead of after one interval
 
-    def ticks(self, service: Service) -> AsyncIterator[int]:
+    def ticks(self, service: Ticking) -> AsyncIterator[int]:
         return service.ticks(self.interval, immediate=self.immediate)
 
     def describe(self) -> str:

@@ -23,7 +23,7 @@ from .service import Service
 from .stage import Stage, check_timeout
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from ._roles import SupervisorView
 
 log = logging.getLogger("lifecycle")
 
@@ -151,7 +151,7 @@ class Fallback(Service):
             tg.cancel_scope.cancel()
         return outcome[0] if outcome else "shutdown began"
 
-    def _recovered(self, sup: Supervisor, cand: Service) -> None:
+    def _recovered(self, sup: SupervisorView[Service], cand: Service) -> None:
         self.recovered = cand.name
         event = FallbackRecovered(self.name, candidate=cand.name, action=str(self.on_recovered))
         sup.emit(event)  # the report's restart_requested is its restart_reason

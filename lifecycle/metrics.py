@@ -41,20 +41,21 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import Collector
 
-    from .supervisor import Supervisor
+    from ._roles import SupervisorView
+    from .service import Service
 
 __all__ = ["LifecycleMetrics", "collector", "exposition"]
 
 log = logging.getLogger("lifecycle.metrics")
 
-_attached: weakref.WeakKeyDictionary[Supervisor, LifecycleMetrics] = weakref.WeakKeyDictionary()
+_attached: weakref.WeakKeyDictionary[SupervisorView[Service], LifecycleMetrics] = weakref.WeakKeyDictionary()
 
 
 class LifecycleMetrics:
     """Counters from one supervisor's events, and a ``prometheus_client`` collector."""
 
     def __init__(self) -> None:
-        self._sup: weakref.ref[Supervisor] | None = None  # weak: the registry below is too
+        self._sup: weakref.ref[SupervisorView[Service]] | None = None  # weak: the registry below is too
         # Only str keys and number values, nested per service: containers the garbage
         # collector does not track, so a thousand services' figures cost it nothing.
         # Stages run while serving (a restart's stop); the final close's are in the report.
@@ -69,7 +70,7 @@ class LifecycleMetrics:
             ServiceRestarting: self._restarting, ServiceRecovering: self._recovering,
             HealthAlert: self._alert, LoopBlocked: self._blocked}
 
-    def attach(self, sup: Supervisor) -> Callable[[], None]:
+    def attach(self, sup: SupervisorView[Service]) -> Callable[[], None]:
         """Count ``sup``'s events from now on; the latest run's counters stay readable."""
         self._sup = weakref.ref(sup)
         _attached[sup] = self
@@ -82,7 +83,7 @@ class LifecycleMetrics:
         return sup.subscribe(on_event)
 
     @property
-    def sup(self) -> Supervisor | None:
+    def sup(self) -> SupervisorView[Service] | None:
         """The supervisor whose events are counted (None before ``attach``, or once it is
         gone: this object never keeps a supervisor alive)."""
         return self._sup() if self._sup is not None else None
@@ -135,7 +136,7 @@ def _count(counts: dict[str, int], key: str) -> None:
     counts[key] = counts.get(key, 0) + 1
 
 
-def collector(sup: Supervisor) -> LifecycleMetrics:
+def collector(sup: SupervisorView[Service]) -> LifecycleMetrics:
     """The metrics observer attached to ``sup`` (one is attached by default when it runs);
     a new one, attached now, if there is none."""
     found = _attached.get(sup)
@@ -145,7 +146,7 @@ def collector(sup: Supervisor) -> LifecycleMetrics:
     return found
 
 
-def exposition(sup: Supervisor, registry: Collector | None = None,
+def exposition(sup: SupervisorView[Service], registry: Collector | None = None,
                accept: str | None = None) -> tuple[bytes, str]:
     """The body and content type of a ``/metrics`` answer: ``sup``'s ``lifecycle_*``
     metrics, then ``registry`` (default: ``prometheus_client.REGISTRY``: the process and

@@ -25,7 +25,8 @@ import anyio.abc
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .supervisor import Supervisor
+    from ._roles import SupervisorView
+    from .service import Service
 
 log = logging.getLogger("lifecycle")
 
@@ -34,7 +35,7 @@ log = logging.getLogger("lifecycle")
 Observer = Any
 
 
-def default_observers(sup: Supervisor) -> list[Any]:
+def default_observers(sup: SupervisorView[Service]) -> list[Any]:
     from .metrics import LifecycleMetrics
 
     observers: list[Any] = [LifecycleMetrics()]
@@ -63,7 +64,7 @@ def serve_observers(stack_dump_signal: int | None) -> list[Observer]:
     return observers
 
 
-async def run_alongside(sup: Supervisor, observers: Iterable[Observer],
+async def run_alongside(sup: SupervisorView[Service], observers: Iterable[Observer],
                         task_group: anyio.abc.TaskGroup) -> None:
     """Start the ``run_alongside(sup, task_status=...)`` of each observer that has one (the
     systemd notifier's watchdog pings): ``serve()`` runs them until the close has ended."""
@@ -73,7 +74,7 @@ async def run_alongside(sup: Supervisor, observers: Iterable[Observer],
             await task_group.start(run, sup)
 
 
-def attach_observers(sup: Supervisor, observers: Iterable[Observer]) -> list[Callable[[], Any]]:
+def attach_observers(sup: SupervisorView[Service], observers: Iterable[Observer]) -> list[Callable[[], Any]]:
     """Attach the defaults, then ``observers``; the detach functions, in attach order. An
     observer of the same class as a default replaces it (``BlockingDetector(0.2)``,
     ``Tracing(tracer_provider=...)``)."""

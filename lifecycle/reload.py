@@ -17,13 +17,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import signal
-from typing import TYPE_CHECKING, Final, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final, Literal, Protocol
 
 import anyio
 import anyio.abc
 
 from ._backend import now
 from ._bounded import ABANDON_GRACE, Result
+from ._core import Core
 from ._work import WorkHost
 from .errors import ConfigError
 from .events import AllStarted, Event, ReloadFinished, ReloadRequested, ServiceReloaded
@@ -34,7 +36,6 @@ from .strategy import start_order
 
 if TYPE_CHECKING:
     from ._runtime import ServiceRuntime
-    from .supervisor import Supervisor
 
 log = logging.getLogger("lifecycle")
 
@@ -47,10 +48,17 @@ def check_on_reload_failure(value: object, what: str) -> None:
         raise ConfigError(f"{what} must be one of {', '.join(ON_RELOAD_FAILURE)}, not {value!r}")
 
 
+class Reloading(Core, Protocol):
+    """What the reloads use of their supervisor (a ``Supervisor``, which imports this module)."""
+
+    @property
+    def _runtimes(self) -> Mapping[str, ServiceRuntime]: ...
+
+
 class Reloader:
     """The supervisor's reloads: one task, started on the first request."""
 
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Reloading) -> None:
         self._sup = sup
         self._order = start_order({s.name: s for s in sup.services})
         self._host: WorkHost | None = None

@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, overload
 
 import anyio
 
@@ -19,14 +19,26 @@ from .policy import RestartPolicy
 from .stage import Stage
 
 if TYPE_CHECKING:
-    from ._runtime import ServiceRuntime
-    from .supervisor import Supervisor
+    from ._roles import SupervisorView
 
 
 S = TypeVar("S", bound="Service")
 #: The ``kind`` of ``dependency(name, kind)``: a class. Spelled as a callable because
 #: mypy refuses an abstract class (``Database``) where ``type[S]`` is expected.
 Kind = Callable[..., S]
+
+
+class RuntimeHandle(Protocol):
+    """What a service's helpers use of the supervisor's side of it (a ``ServiceRuntime``,
+    which imports this module: a Protocol keeps ``lifecycle/`` free of import cycles)."""
+
+    @property
+    def supervisor(self) -> SupervisorView[Service]: ...
+    def spawn(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], name: str) -> None: ...
+    def spawn_thread(self, target: Callable[..., Any], args: tuple[Any, ...], label: str,
+                     daemon: bool) -> threading.Thread: ...
+    def dependency(self, name: str) -> Service: ...
+    def request_shutdown(self, reason: str) -> None: ...
 
 
 class ServiceState(str, enum.Enum):
@@ -112,7 +124,7 @@ class Service:
         self.state = ServiceState.NEW  # written by its runtime's phase changes only
         # the runtime of the current start attempt, and that attempt's stop token (set by
         # _attempt_begins only): None and an unset token until a supervisor starts it
-        self._rt: ServiceRuntime | None = None
+        self._rt: RuntimeHandle | None = None
         self._stop_token = StopToken()
         self._logger: logging.Logger | None = None
 
@@ -289,7 +301,7 @@ class Service:
         return check_kind(found, kind, f"service {self.name!r} asked for {name!r}")
 
     @property
-    def supervisor(self) -> Supervisor:
+    def supervisor(self) -> SupervisorView[Service]:
         """The supervisor running this service (for health servers, notifiers, ...)."""
         return self._runtime("supervisor").supervisor
 
@@ -298,13 +310,13 @@ class Service:
         self._runtime("request_shutdown()").request_shutdown(f"{self.name}: {reason}")
 
     # ----- the supervisor's side ---------------------------------------------------------
-    def _attempt_begins(self, runtime: ServiceRuntime, token: StopToken) -> None:
+    def _attempt_begins(self, runtime: RuntimeHandle, token: StopToken) -> None:
         """A start attempt of this service begins: its helpers now go to ``runtime``, and
         ``token`` says when it is told to stop (a restart brings a fresh one)."""
         self._rt = runtime
         self._stop_token = token
 
-    def _runtime(self, what: str) -> ServiceRuntime:
+    def _runtime(self, what: str) -> RuntimeHandle:
         if self._rt is None:
             raise RuntimeError(f"{what} of service {self.name!r} needs a running Supervisor")
         return self._rt

@@ -22,14 +22,11 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._qualname import frame_qualname
 from ._threadhook import display_path, is_user_file
 from .records import whereabouts
-
-if TYPE_CHECKING:
-    from .service import Service
 
 __all__ = ["MAX_FRAMES", "Culprit", "call_at", "coroutine_frames", "coroutine_stack",
            "culprit_of", "format_frames", "frame_names", "owner_of", "service_owners",
@@ -135,7 +132,16 @@ class Culprit:
         return whereabouts(self.service, self.where, self.call)
 
 
-def service_owners(services: Iterable[Service]) -> dict[int, str]:
+class Owner(Protocol):
+    """A service as stack walking names it (a ``Service``, which this module must not
+    import: the services' modules are above it)."""
+
+    @property
+    def name(self) -> str: ...
+    def members(self) -> Iterable[Owner]: ...
+
+
+def service_owners(services: Iterable[Owner]) -> dict[int, str]:
     """``id(object) -> service name`` for every service and its members (a Fallback's
     candidates)."""
     owners: dict[int, str] = {}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
 import anyio
@@ -41,7 +41,7 @@ from .report import CascadeRecord, RestartRecord
 from .service import Service
 
 if TYPE_CHECKING:
-    from ._runtime import ServiceRuntime
+    from ._core import Runtime
 
 log = logging.getLogger("lifecycle")
 
@@ -74,7 +74,7 @@ def group_of(name: str, strategy: str, by_name: dict[str, Service],
 
 
 class _Request:
-    def __init__(self, rt: ServiceRuntime, where: str, delay: float) -> None:
+    def __init__(self, rt: Runtime, where: str, delay: float) -> None:
         self.rt = rt
         self.where = where
         self.delay = delay
@@ -87,7 +87,7 @@ class _Request:
 class Cascades:
     """The supervisor's restart strategy: runs each restart that involves other services."""
 
-    def __init__(self, runtimes: dict[str, ServiceRuntime], by_name: dict[str, Service],
+    def __init__(self, runtimes: Mapping[str, Runtime], by_name: dict[str, Service],
                  default: str, shutdown: Callable[[], anyio.Event | None] = lambda: None) -> None:
         self._runtimes = runtimes
         self._shutdown = shutdown  # the supervisor's "shutdown requested" event
@@ -105,16 +105,16 @@ class Cascades:
         own = self._by_name[name].restart_strategy
         return own if own is not None else self.default
 
-    def group(self, rt: ServiceRuntime) -> list[ServiceRuntime]:
+    def group(self, rt: Runtime) -> list[Runtime]:
         """``rt`` and the running services that restart with it, in start order."""
         names = group_of(rt.name, self.strategy_of(rt.name), self._by_name, self._order)
         return [self._runtimes[n] for n in names if n == rt.name or self._runtimes[n].serving]
 
-    def cascades(self, rt: ServiceRuntime) -> bool:
+    def cascades(self, rt: Runtime) -> bool:
         return len(self.group(rt)) > 1
 
     # ----- entry points --------------------------------------------------------------
-    async def restart_soon(self, rt: ServiceRuntime, where: str, delay: float) -> None:
+    async def restart_soon(self, rt: Runtime, where: str, delay: float) -> None:
         """After ``rt``'s ``run()`` failed: restart its group (the caller's task then ends)."""
         await self._submit(_Request(rt, where, delay))
 
@@ -122,7 +122,7 @@ class Cascades:
         """Held while a restart stops or starts services (a reload waits for it)."""
         return self._guard()
 
-    async def restart(self, rt: ServiceRuntime, where: str) -> tuple[str, str | None]:
+    async def restart(self, rt: Runtime, where: str) -> tuple[str, str | None]:
         """Restart ``rt`` (a health recovery, a failed reload), with its group if the
         strategy says so."""
         if not self.cascades(rt):
@@ -182,7 +182,7 @@ class Cascades:
             if self._pending == 0 and self._idle is not None:
                 self._idle.set()
 
-    def _stopping(self, rt: ServiceRuntime) -> bool:
+    def _stopping(self, rt: Runtime) -> bool:
         return self._closing or rt.core.shutdown_requested
 
     async def _cascade(self, request: _Request) -> tuple[str, str | None]:
@@ -204,7 +204,7 @@ class Cascades:
                                    elapsed=record.elapsed, error=error))
         return request.outcome
 
-    def _take_budgets(self, trigger: ServiceRuntime, group: list[ServiceRuntime],
+    def _take_budgets(self, trigger: Runtime, group: list[Runtime],
                       strategy: str) -> set[str]:
         """Each member restarts against its own budget (the trigger's was taken by the
         caller); a member whose budget is spent escalates as its policy says."""
@@ -219,7 +219,7 @@ class Cascades:
             given_up.add(rt.name)
         return given_up
 
-    async def _stop_then_start(self, request: _Request, group: list[ServiceRuntime],
+    async def _stop_then_start(self, request: _Request, group: list[Runtime],
                                given_up: set[str]) -> tuple[str, str | None]:
         trigger, core = request.rt, request.rt.core
         for rt in reversed(group):
@@ -234,7 +234,7 @@ class Cascades:
             with anyio.move_on_after(request.delay):  # the trigger's backoff, then the starts
                 await shutdown.wait()
         failed: list[str] = []
-        started: list[ServiceRuntime] = []
+        started: list[Runtime] = []
         for rt in group:
             if self._stopping(trigger):
                 return Outcome.SKIPPED, "shutdown began during the cascade"
@@ -282,7 +282,7 @@ class Cascades:
         return Outcome.OK, None
 
 
-async def _restart_alone(rt: ServiceRuntime, where: str) -> tuple[str, str | None]:
+async def _restart_alone(rt: Runtime, where: str) -> tuple[str, str | None]:
     """one_for_one: stop the service, start it again. A health recovery's monitor (the
     caller) keeps running and decides what a failed start means; otherwise the monitor
     pauses with the service, and a failed start escalates here."""

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import lifecycle
 
 PACKAGE = Path(lifecycle.__file__).parent
@@ -97,8 +95,6 @@ def test_the_import_graph_reads_relative_and_type_checking_imports() -> None:
         m.startswith("lifecycle._backend") for m in graph["lifecycle.supervisor"])
 
 
-@pytest.mark.xfail(strict=True, reason="the type-hint knot around supervisor/_runtime is not "
-                   "untied yet (docs/architecture.md, 'Import cycles')")
 def test_lifecycle_has_no_import_cycle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
