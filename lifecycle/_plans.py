@@ -11,37 +11,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from ._core import Core
+
 if TYPE_CHECKING:
     import anyio
 
-    from ._bounded import Jobs
     from ._runtime import ServiceRuntime
     from ._supervisor_state import SupervisorState
-    from .events import Event
     from .leaks import LeakCheck
     from .reload import Reloader
-    from .report import LifecycleReport
     from .service import Service
     from .strategy import Cascades
 
 
-class Plans(Protocol):
-    """A supervisor as its start and close plans see it (the plans write the four fields
-    marked so; the rest they read)."""
+class Plans(Core, Protocol):
+    """A supervisor as its start and close plans see it: a runtime's ``Core``, and the
+    state below (the plans write the four fields marked so; the rest they read)."""
 
     state: SupervisorState  # written: STARTING, RUNNING, STOPPING, STOPPED
     _leaks: LeakCheck | None  # written: the leak check begun at the start, if any
     _closed: bool  # written: the close ran (it runs once)
     _draining: bool  # written: True within drain_delay
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def report(self) -> LifecycleReport: ...
-    @property
-    def jobs(self) -> Jobs: ...
-    @property
-    def origin(self) -> float: ...  # now() when the run began
     @property
     def shutdown_timeout(self) -> float: ...
     @property
@@ -63,14 +54,9 @@ class Plans(Protocol):
     @property
     def _leak_option(self) -> LeakCheck | bool | None: ...  # Supervisor(leak_check=...)
     @property
-    def _secrets(self) -> list[str]: ...
+    def _secrets(self) -> list[str]: ...  # redacted from the leak report
     @property
     def _detach(self) -> list[Callable[[], object]]: ...  # the run's observers
-    @property
-    def shutdown_requested(self) -> bool: ...
 
     def _prepare(self) -> None: ...
     def _check_handlers(self) -> None: ...
-    def emit(self, event: Event) -> None: ...
-    def record_failure(self, service: str, where: str, exc: BaseException, action: str = "") -> None: ...
-    def request_shutdown(self, reason: str = ..., *, failed: bool = ...) -> None: ...
