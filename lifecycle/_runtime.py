@@ -32,7 +32,6 @@ from .stacks import thread_stacks
 log = logging.getLogger("lifecycle")
 
 
-
 class ServiceRuntime:
     """One declared service (or Fallback) inside a running supervisor.
 
