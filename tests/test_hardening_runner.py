@@ -62,3 +62,29 @@ def test_the_trio_runner_returns_at_once_when_nothing_is_stuck() -> None:
     assert run_event_loop("trio", main) == 7
     assert time.monotonic() - began < TEARDOWN_GRACE + 1.0
 
+
+
+def test_a_trio_teardown_that_keeps_moving_is_let_finish_on_a_slow_machine() -> None:
+    """A loaded machine makes trio's own teardown slow, not stuck: abandoning it after one
+    grace would leave a half-torn-down run as garbage that complains when collected later."""
+    finished = threading.Event()
+
+    async def main() -> str:
+        async def slow_to_stop() -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    for _ in range(12):  # 1.5 graces of work, a loop step at a time
+                        time.sleep(TEARDOWN_GRACE / 8)  # noqa: ASYNC251 - a loaded CPU
+                        await trio.lowlevel.checkpoint()
+                finished.set()
+
+        trio.lowlevel.spawn_system_task(slow_to_stop)
+        await trio.lowlevel.checkpoint()
+        return "report"
+
+    began = time.monotonic()
+    assert run_event_loop("trio", main) == "report"
+    assert finished.is_set(), "the teardown was abandoned while it was still moving"
+    assert time.monotonic() - began < 4 * TEARDOWN_GRACE + 2.0
