@@ -8,8 +8,9 @@ an event that states a fact carries its record (``StageFinished.record`` is the
 
 from __future__ import annotations
 
+import operator
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,20 +62,38 @@ class RecordEvent(Event):
 
     @classmethod
     def of(cls: type[E], record: Any) -> E:
-        values = {name: getattr(record, name) for name in _own_fields(cls)}
-        return cls(record.service or None, record=record, **values)
+        names, read = _readers(cls)
+        if read is None:  # a subclass with a __post_init__ of its own: its __init__ runs
+            return cls(record.service or None, record=record,
+                       **{name: getattr(record, name) for name in names})
+        # What the dataclass __init__ would store, stored at once: a frozen __init__ sets
+        # each field through object.__setattr__, and every fact of a close is one of these.
+        event = object.__new__(cls)
+        values = event.__dict__
+        values["service"] = record.service or None
+        values["at"] = time.time()
+        values["record"] = record
+        values.update(zip(names, read(record), strict=True))
+        return event
 
 
-_OWN_FIELDS: dict[type[Event], tuple[str, ...]] = {}
+_READERS: dict[type[Event], tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]] | None]] = {}
 
 
-def _own_fields(cls: type[Event]) -> tuple[str, ...]:
-    """The fields ``of`` copies from the record (cached: ``fields()`` is not free)."""
-    names = _OWN_FIELDS.get(cls)
-    if names is None:
-        names = _OWN_FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name not in (
-            "service", "at") and not f.metadata.get("payload"))
-    return names
+def _readers(cls: type[Event]) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]] | None]:
+    """The fields ``of`` copies from the record, and one getter of all of them (None when
+    the class must be built by its ``__init__``); cached: ``fields()`` is not free."""
+    cached = _READERS.get(cls)
+    if cached is None:
+        names = tuple(f.name for f in fields(cls) if f.name not in ("service", "at")
+                      and not f.metadata.get("payload"))
+        getter = operator.attrgetter(*names) if names else None
+        read: Callable[[Any], tuple[Any, ...]] | None = None
+        if getter is not None and not hasattr(cls, "__post_init__") and any(
+                "__dict__" in vars(k) for k in cls.__mro__):
+            read = getter if len(names) > 1 else (lambda rec, get=getter: (get(rec),))
+        cached = _READERS[cls] = (names, read)
+    return cached
 
 
 @dataclass(frozen=True)

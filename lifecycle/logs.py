@@ -210,11 +210,13 @@ def describe_event(d: dict[str, Any]) -> tuple[int, str]:
 
 def _may_warn(event: Event) -> bool:
     kind = event.kind
+    if kind == "StageFinished":  # the most frequent: one per stage of every service
+        return getattr(event, "outcome", "ok") != "ok"
     if kind == "RestartFinished":
         return True
     if kind in ("CascadeRestarted", "ServiceReloaded"):
         return getattr(event, "outcome", "ok") not in ("ok", "skipped")
-    return (kind in _WARN_KINDS or (kind in ("StageFinished", "ServiceStopped", "Stopped")
+    return (kind in _WARN_KINDS or (kind in ("ServiceStopped", "Stopped")
             and not (getattr(event, "outcome", "ok") == "ok" and getattr(event, "clean", True)
                      and getattr(event, "ok", True))))
 
@@ -231,10 +233,9 @@ def log_events(event: Event) -> None:
         log.error("service %r %s failed: %s%s\n%s", rec.service, rec.where, rec.error,
                   f" ({rec.action})" if rec.action else "", rec.traceback.rstrip())
         return
-    if not events_log.isEnabledFor(logging.WARNING):
-        return
-    if not events_log.isEnabledFor(logging.INFO) and not _may_warn(event):
-        return  # skip building the dict of an INFO line nobody will see
+    if not events_log.isEnabledFor(logging.INFO) and not (
+            events_log.isEnabledFor(logging.WARNING) and _may_warn(event)):
+        return  # skip building the dict of a line nobody will see
     if event.kind == "LoopBlocked":
         return  # logged where it happens, with its stack
     d = event.to_dict()
