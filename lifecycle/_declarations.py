@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import weakref
 
 from .errors import ConfigError
 from .policy import RestartPolicy
@@ -39,19 +40,19 @@ def validate_service(service: Service) -> None:
         raise ConfigError(f"{who} depends on itself")
     for attr in ("start_timeout", "stop_timeout", "check_interval", "check_timeout",
                  "grace_period", "cooldown", "reload_timeout"):
-        if attr in ("grace_period", "cooldown") and getattr(service, attr) == 0:
-            continue  # zero grace or cooldown is allowed
-        if not plain_timeout(getattr(service, attr)):
-            check_timeout(getattr(service, attr), f"{who}: {attr}")
+        value = getattr(service, attr)
+        if not plain_timeout(value) and not (attr in ("grace_period", "cooldown") and value == 0):
+            check_timeout(value, f"{who}: {attr}")  # zero grace or cooldown is allowed
     if service.tasks_timeout is not None and not plain_timeout(service.tasks_timeout):
         check_timeout(service.tasks_timeout, f"{who}: tasks_timeout")
     if service.restart_strategy is not None:
         from .strategy import check_strategy
 
         check_strategy(service.restart_strategy, f"{who}: restart_strategy")
-    from .reload import check_on_reload_failure
+    if service.on_reload_failure != "continue":  # the default needs no check (nor import)
+        from .reload import check_on_reload_failure
 
-    check_on_reload_failure(service.on_reload_failure, f"{who}: on_reload_failure")
+        check_on_reload_failure(service.on_reload_failure, f"{who}: on_reload_failure")
     if service.has_reload and not inspect.iscoroutinefunction(service.reload):
         raise ConfigError(f"{who}: reload() must be an async def")
     threshold = service.failure_threshold
@@ -63,10 +64,7 @@ def validate_service(service: Service) -> None:
         for candidate in service.members():
             validate_service(candidate)
         return
-    for hook in HOOKS:
-        _require_async(service, hook, who, "")
-    for attr in service.loops:
-        _require_async(service, attr, who, "@every method ")
+    _check_hooks(service, who)
     stages = service._declared_stages()
     if not stages:
         raise ConfigError(f"{who} has no stop stages")
@@ -83,6 +81,28 @@ def validate_service(service: Service) -> None:
         if not callable(getattr(service, stage.name, None)):
             raise ConfigError(f"{who}: stage {stage.name!r} has no method {stage.name}()")
         _require_async(service, stage.name, who, "stage method ")
+
+
+#: Classes whose hooks and ``@every`` methods were found async, with the functions that
+#: were checked: another instance of the class that shadows none of them by an instance
+#: attribute has the same ones (compared by identity: a class patched since is checked again).
+_ASYNC_HOOKS: weakref.WeakKeyDictionary[type[Service], tuple[object, ...]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _check_hooks(service: Service, who: str) -> None:
+    cls = type(service)
+    names = (*HOOKS, *service.loops)
+    shadowed = not vars(service).keys().isdisjoint(names)
+    functions = tuple(getattr(cls, name, None) for name in names)
+    if not shadowed and _ASYNC_HOOKS.get(cls) == functions:
+        return
+    for hook in HOOKS:
+        _require_async(service, hook, who, "")
+    for attr in service.loops:
+        _require_async(service, attr, who, "@every method ")
+    if not shadowed:
+        _ASYNC_HOOKS[cls] = functions
 
 
 def _require_async(service: Service, attr: str, who: str, kind: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from ._declarations import validate_service
 from .errors import ConfigError
 from .service import Service
-from .stage import Stage, check_timeout
+from .stage import Stage, check_timeout, shared_stage
 
 
 def validate(services: Sequence[Service], shutdown_timeout: float,
@@ -89,9 +89,9 @@ def fit_stages(service: Service, budget: float, listed_as: str | None = None) ->
                           f"{budget:g} s, leaving nothing for its default stages")
     scale = min(1.0, room / defaults) if defaults else 1.0
     return tuple(
-        Stage(s.name, s.timeout * scale, default=True) if s.default and s in work and scale < 1
-        else Stage(s.name, min(s.timeout, budget), default=s.default) if s not in work
-        else s
+        shared_stage(s.name, s.timeout * scale, default=True) if s.default and s in work and scale < 1
+        else s if s in work or (type(s) is Stage and s.timeout <= budget)  # already what fits
+        else shared_stage(s.name, min(s.timeout, budget), default=s.default)
         for s in declared)
 
 

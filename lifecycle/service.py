@@ -16,7 +16,7 @@ from ._stoptoken import StopToken
 from .every import LoopSpec, loop_spec
 from .health import Health
 from .policy import RestartPolicy
-from .stage import Stage
+from .stage import Stage, shared_stage
 
 if TYPE_CHECKING:
     from ._roles import SupervisorView
@@ -171,7 +171,7 @@ class Service:
     def _declared_stages(self) -> tuple[Stage, ...]:
         if self.stop_stages is not None:
             return tuple(self.stop_stages)
-        return (Stage("stop", self.stop_timeout, default=not self._chose("stop_timeout")),)
+        return (shared_stage("stop", self.stop_timeout, default=not self._chose("stop_timeout")),)
 
     def _chose(self, attr: str) -> bool:
         """Whether ``attr`` was set for this service (constructor or subclass), not inherited

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -50,3 +51,16 @@ class Stage:
         timeout = self.timeout
         object.__setattr__(self, "timeout", float(timeout) if plain_timeout(timeout)
                            else check_timeout(timeout, f"Stage {self.name!r}"))
+
+
+def shared_stage(name: str, timeout: float, default: bool = False) -> Stage:
+    """``Stage(name, timeout, default=default)``, one object per distinct value (a Stage is
+    frozen): a thousand services with the default stop stage share one, built once."""
+    if plain_timeout(timeout) and type(name) is str and type(default) is bool:
+        return _shared_stage(name, timeout, default)
+    return Stage(name, timeout, default=default)
+
+
+@functools.lru_cache(maxsize=512)
+def _shared_stage(name: str, timeout: float, default: bool) -> Stage:
+    return Stage(name, timeout, default=default)
