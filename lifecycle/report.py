@@ -144,8 +144,8 @@ class LifecycleReport:
             return ExitCode.SERVICE_FAILED
         if self.restart_requested:
             return ExitCode.RESTART_REQUESTED
-        if self.culprits():
-            return ExitCode.UNCLEAN_SHUTDOWN
+        if any(not rec.clean for stages in self.shutdown.values() for rec in stages.values()):
+            return ExitCode.UNCLEAN_SHUTDOWN  # (a culprit: no list of them is needed here)
         if self.leaks is not None and not self.leaks.ok:
             return ExitCode.LEAKS
         return ExitCode.OK
