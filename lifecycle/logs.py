@@ -251,6 +251,8 @@ class ReportLog:
     """Logs ``report.format()`` on ``lifecycle`` when the close ends (``CloseFinished``):
     INFO when the report is ok, WARNING otherwise."""
 
+    event_types = frozenset({CloseFinished})  # the only one it acts on (lifecycle._listeners)
+
     def __init__(self, report: LifecycleReport) -> None:
         self.report = report
 

@@ -64,6 +64,7 @@ class Recorder:
             LeaksChecked: self._leaks,
             CloseFinished: self._close_finished,
         }
+        self.event_types = frozenset(self._write)  # the rest never reaches it (_listeners)
 
     def __call__(self, event: Event) -> None:
         write = self._write.get(type(event))

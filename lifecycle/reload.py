@@ -26,6 +26,7 @@ import anyio.abc
 from ._backend import now
 from ._bounded import ABANDON_GRACE, Result
 from ._core import Core
+from ._listeners import only
 from ._work import WorkHost
 from .errors import ConfigError
 from .events import AllStarted, Event, ReloadFinished, ReloadRequested, ServiceReloaded
@@ -66,7 +67,7 @@ class Reloader:
         self._reasons: list[str] = []
         self._closing = False
         self._running = False
-        sup.subscribe(self._on_event)
+        sup.subscribe(only((AllStarted,), self._on_event))
 
     # ----- requests ----------------------------------------------------------------------
     def request(self, reason: str) -> None:

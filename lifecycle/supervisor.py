@@ -22,6 +22,7 @@ from ._backend import now
 from ._bounded import Jobs, unwrap
 from ._closing import close_all
 from ._declarations import check_leak_option
+from ._listeners import Listeners
 from ._runner import console_logging, exit_despite, run_event_loop, stuck_threads
 from ._runtime import ServiceRuntime
 from ._signals import (
@@ -96,9 +97,8 @@ class Supervisor:
         # one per subscribe() not yet unsubscribed; first the recorder (the report is complete
         # before anyone else sees an event), the end-of-run table, and the event log
         self.recorder = Recorder(self.report)
-        self._listeners: list[Listener] = [self.recorder,
-                                           *([ReportLog(self.report)] if log_report else []),
-                                           log_events]
+        self._listeners = Listeners([self.recorder, *([ReportLog(self.report)] if log_report
+                                                       else []), log_events])
         self._runtimes: dict[str, ServiceRuntime] = {}
         self.cascades = Cascades(self._runtimes, self._by_name, self.restart_strategy)
         self.reloads = Reloader(self)
@@ -206,8 +206,7 @@ class Supervisor:
 
     def subscribe(self, callback: Listener) -> Callable[[], None]:
         """Call ``callback(event)`` for every lifecycle event; returns an unsubscribe function."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+        return self._listeners.add(callback)
 
     def request_shutdown(self, reason: str = "requested", *, failed: bool = False) -> None:
         """Begin a graceful shutdown (safe from any thread, and during startup)."""
@@ -300,7 +299,7 @@ class Supervisor:
 
     # ----- what runtimes call (the Core protocol) -------------------------------------
     def emit(self, event: Event) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners.for_type(type(event)):
             try:
                 listener(event)
             except Exception:
